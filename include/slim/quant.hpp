@@ -1,0 +1,6 @@
+// slim quantization: schemes, RTN, packed QuantizedMatrix and the other formats and algorithms.
+#pragma once
+
+#include <slim/quant/quantized_matrix.hpp>
+#include <slim/quant/rtn.hpp>
+#include <slim/quant/scheme.hpp>
