@@ -1,4 +1,6 @@
-// slim calib module umbrella: includes every public header of slim/calib/.
+// slim calibration: streaming Hessian H = (2/n) X^T X and per-channel activation statistics.
 #pragma once
 
+#include <slim/calib/activation_stats.hpp>
+#include <slim/calib/hessian.hpp>
 #include <slim/core.hpp>

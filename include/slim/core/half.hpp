@@ -33,7 +33,7 @@ inline std::uint16_t fp32_to_fp16(float f) {
   }
   if (abs < 0x38800000u) {  // below the smallest fp16 normal (2^-14): subnormal or zero
     if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);  // below half the min subnormal
-    const std::uint32_t exponent = abs >> 23;                           // 102..112
+    const std::uint32_t exponent = abs >> 23;                        // 102..112
     const std::uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
     const std::uint32_t shift = 126u - exponent;  // mantissa >> shift is the fp16 subnormal code
     std::uint32_t code = mantissa >> shift;
@@ -76,6 +76,8 @@ inline std::uint16_t fp32_to_bf16(float f) {
   return static_cast<std::uint16_t>((x + (0x7fffu + ((x >> 16) & 1u))) >> 16);
 }
 
-inline float bf16_to_fp32(std::uint16_t b) { return bits_float(static_cast<std::uint32_t>(b) << 16); }
+inline float bf16_to_fp32(std::uint16_t b) {
+  return bits_float(static_cast<std::uint32_t>(b) << 16);
+}
 
 }  // namespace slim

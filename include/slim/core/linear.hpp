@@ -46,7 +46,9 @@ class DenseLinear final : public LinearLayer {
     check_input(x);
     y.noalias() = x * weight_.transpose();
   }
-  std::size_t bytes() const override { return sizeof(float) * static_cast<std::size_t>(weight_.size()); }
+  std::size_t bytes() const override {
+    return sizeof(float) * static_cast<std::size_t>(weight_.size());
+  }
   std::string describe() const override { return "dense fp32"; }
   const Matrix& weight() const { return weight_; }
 

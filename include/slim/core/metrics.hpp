@@ -15,9 +15,9 @@ namespace detail {
 template <typename A, typename B>
 void require_same_shape(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b,
                         const char* fn) {
-  require<ShapeError>(a.rows() == b.rows() && a.cols() == b.cols(), fn, ": reference is ",
-                      a.rows(), " x ", a.cols(), " but approximation is ", b.rows(), " x ",
-                      b.cols(), "; expected equal shapes");
+  require<ShapeError>(a.rows() == b.rows() && a.cols() == b.cols(), fn, ": reference is ", a.rows(),
+                      " x ", a.cols(), " but approximation is ", b.rows(), " x ", b.cols(),
+                      "; expected equal shapes");
 }
 }  // namespace detail
 

@@ -102,10 +102,10 @@ inline Matrix student_t(Index rows, Index cols, int dof, std::uint64_t seed) {
 
 // Options of the activation generator below.
 struct ActivationOptions {
-  Index rank = 16;               // rank of the shared low-rank component
-  double noise = 0.1;            // stddev of the isotropic part, relative to the low-rank part
-  Index outlier_channels = 4;    // channels whose magnitude is multiplied by outlier_scale
-  double outlier_scale = 20.0;   // how much larger the outlier channels are
+  Index rank = 16;              // rank of the shared low-rank component
+  double noise = 0.1;           // stddev of the isotropic part, relative to the low-rank part
+  Index outlier_channels = 4;   // channels whose magnitude is multiplied by outlier_scale
+  double outlier_scale = 20.0;  // how much larger the outlier channels are
 };
 
 // tokens x width activations with the structure transformer activations have: strongly
@@ -126,7 +126,8 @@ inline Matrix correlated_activations(Index tokens, Index width, std::uint64_t se
     mixing.data()[i] = static_cast<float>(g.normal() / std::sqrt(double(options.rank)));
   }
   Matrix x = latent * mixing;
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] += static_cast<float>(options.noise * g.normal());
+  for (Index i = 0; i < x.size(); ++i)
+    x.data()[i] += static_cast<float>(options.noise * g.normal());
   for (Index c = 0; c < width; ++c) {
     const double scale = std::exp(g.normal() * 0.6);  // log-normal channel scales
     x.col(c) *= static_cast<float>(scale);

@@ -78,7 +78,8 @@ class QuantizedMatrix {
       const GroupParams p = params(r, g);
       const Index begin = g * group_size_;
       for (Index c = begin; c < begin + group_size_; ++c) {
-        const auto q = static_cast<int>(detail::get_bits(row, static_cast<std::size_t>(c), scheme_.bits));
+        const auto q =
+            static_cast<int>(detail::get_bits(row, static_cast<std::size_t>(c), scheme_.bits));
         out[c] = dequantize_code(q, p);
       }
     }
@@ -103,7 +104,9 @@ class QuantizedMatrix {
   const std::uint8_t* row_codes(Index r) const {
     return codes_.data() + static_cast<std::size_t>(r) * row_stride_;
   }
-  std::uint8_t* row_codes(Index r) { return codes_.data() + static_cast<std::size_t>(r) * row_stride_; }
+  std::uint8_t* row_codes(Index r) {
+    return codes_.data() + static_cast<std::size_t>(r) * row_stride_;
+  }
   const std::vector<std::uint8_t>& codes() const { return codes_; }
   const std::vector<std::uint16_t>& scales_fp16() const { return scales_; }
   const std::vector<std::uint8_t>& zeros_packed() const { return zeros_; }

@@ -36,7 +36,8 @@ inline QuantizedMatrix quantize(const Eigen::Ref<const Matrix>& w, const Scheme&
         q.set_params(r, g, p);
       }
       std::uint8_t* out = row_codes.data() + g * gs;
-      for (Index i = 0; i < gs; ++i) out[i] = static_cast<std::uint8_t>(quantize_code(group[i], p, scheme.bits));
+      for (Index i = 0; i < gs; ++i)
+        out[i] = static_cast<std::uint8_t>(quantize_code(group[i], p, scheme.bits));
     }
     detail::pack_codes(row_codes.data(), row_codes.size(), scheme.bits, q.row_codes(r));
   }

@@ -37,14 +37,14 @@ enum class Granularity {
 };
 
 struct Scheme {
-  int bits = 4;                                  // 2..8
-  Index group_size = 128;                        // inputs per group (per_group only)
-  bool symmetric = false;                        // symmetric: implicit zero 2^(b-1)
+  int bits = 4;            // 2..8
+  Index group_size = 128;  // inputs per group (per_group only)
+  bool symmetric = false;  // symmetric: implicit zero 2^(b-1)
   Granularity granularity = Granularity::per_group;
-  bool clip_search = false;                      // GPTQ's MSE grid search of the range
-  int clip_grid = 100;                           // grid points of the search
-  double clip_max_shrink = 0.8;                  // largest shrink tried is 1 - max_shrink
-  double clip_norm = 2.4;                        // error exponent the search minimises
+  bool clip_search = false;      // GPTQ's MSE grid search of the range
+  int clip_grid = 100;           // grid points of the search
+  double clip_max_shrink = 0.8;  // largest shrink tried is 1 - max_shrink
+  double clip_norm = 2.4;        // error exponent the search minimises
 
   int maxq() const { return (1 << bits) - 1; }
 
@@ -60,8 +60,8 @@ struct Scheme {
 
 // Scheme shorthands that read well at call sites.
 inline Scheme int8_per_channel() {
-  return Scheme{.bits = 8, .group_size = 0, .symmetric = true,
-                .granularity = Granularity::per_channel};
+  return Scheme{
+      .bits = 8, .group_size = 0, .symmetric = true, .granularity = Granularity::per_channel};
 }
 inline Scheme int4_group(Index group_size, bool symmetric = false) {
   return Scheme{.bits = 4, .group_size = group_size, .symmetric = symmetric};
@@ -81,8 +81,7 @@ inline void validate(const Scheme& s, Index cols, const char* fn) {
     require<ArgumentError>(s.clip_grid > 0, fn, ": clip_grid ", s.clip_grid, " must be positive");
     require<ArgumentError>(s.clip_max_shrink >= 0.0 && s.clip_max_shrink < 1.0, fn,
                            ": clip_max_shrink ", s.clip_max_shrink, " must be in [0, 1)");
-    require<ArgumentError>(s.clip_norm > 0.0, fn, ": clip_norm ", s.clip_norm,
-                           " must be positive");
+    require<ArgumentError>(s.clip_norm > 0.0, fn, ": clip_norm ", s.clip_norm, " must be positive");
   }
 }
 

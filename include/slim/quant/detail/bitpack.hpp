@@ -18,7 +18,8 @@ inline std::uint32_t get_bits(const std::uint8_t* stream, std::size_t index, int
   const std::size_t byte = bit / 8;
   const unsigned shift = static_cast<unsigned>(bit % 8);
   std::uint32_t word = stream[byte];
-  if (shift + static_cast<unsigned>(bits) > 8) word |= static_cast<std::uint32_t>(stream[byte + 1]) << 8;
+  if (shift + static_cast<unsigned>(bits) > 8)
+    word |= static_cast<std::uint32_t>(stream[byte + 1]) << 8;
   return (word >> shift) & ((1u << bits) - 1u);
 }
 
@@ -30,8 +31,7 @@ inline void set_bits(std::uint8_t* stream, std::size_t index, int bits, std::uin
   const std::uint32_t v = (value << shift) & mask;
   stream[byte] = static_cast<std::uint8_t>((stream[byte] & ~mask) | v);
   if (shift + static_cast<unsigned>(bits) > 8) {
-    stream[byte + 1] =
-        static_cast<std::uint8_t>((stream[byte + 1] & ~(mask >> 8)) | (v >> 8));
+    stream[byte + 1] = static_cast<std::uint8_t>((stream[byte + 1] & ~(mask >> 8)) | (v >> 8));
   }
 }
 
@@ -41,7 +41,8 @@ namespace slim::quant::detail {
 
 // Packs `count` codes (each < 2^bits) into `stream`, which must hold packed_bytes(count, bits)
 // bytes; faster than set_bits one at a time.
-inline void pack_codes(const std::uint8_t* codes, std::size_t count, int bits, std::uint8_t* stream) {
+inline void pack_codes(const std::uint8_t* codes, std::size_t count, int bits,
+                       std::uint8_t* stream) {
   if (bits == 8) {
     for (std::size_t i = 0; i < count; ++i) stream[i] = codes[i];
     return;
