@@ -1,6 +1,8 @@
 // slim quantization: schemes, RTN, packed QuantizedMatrix and the other formats and algorithms.
 #pragma once
 
+#include <slim/core.hpp>
+
 #include <slim/quant/quantized_matrix.hpp>
 #include <slim/quant/rtn.hpp>
 #include <slim/quant/scheme.hpp>

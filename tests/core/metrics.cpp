@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 namespace {
 
@@ -48,6 +49,29 @@ TEST(Metrics, ShapeMismatchThrowsShapeError) {
   const Matrix b = Matrix::Zero(3, 2);
   EXPECT_THROW(slim::metrics::relative_frobenius(a, b), slim::ShapeError);
   EXPECT_THROW(slim::metrics::output_error(Matrix::Zero(4, 5), a, a), slim::ShapeError);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Checks, RequireFiniteFindsNanAndInfInPlainMatricesBlocksAndExpressions) {
+  slim::Matrix m = slim::random::gaussian(7, 33, 5);
+  EXPECT_NO_THROW(slim::require_finite(m, "m"));
+  EXPECT_NO_THROW(slim::require_finite(m.block(1, 2, 3, 4), "block"));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    slim::Matrix c = m;
+    c(5, 31) = bad;
+    EXPECT_THROW(slim::require_finite(c, "c"), slim::NumericalError);
+    EXPECT_THROW(slim::require_finite(c.block(4, 30, 2, 2), "block"), slim::NumericalError);
+    EXPECT_NO_THROW(slim::require_finite(c.block(0, 0, 5, 31), "block"));
+    EXPECT_THROW(slim::require_finite(c.transpose(), "transpose"), slim::NumericalError);
+    EXPECT_THROW(slim::require_finite(c.cast<double>(), "cast"), slim::NumericalError);
+    EXPECT_THROW(slim::require_finite(2.0f * c, "expression"), slim::NumericalError);
+  }
+  EXPECT_NO_THROW(
+      slim::require_finite(slim::Vector::Constant(3, std::numeric_limits<float>::max()), "max"));
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 
@@ -108,6 +109,21 @@ inline float dequantize_code(int q, GroupParams p) {
   return p.scale * static_cast<float>(q - p.zero);
 }
 
+// quantize_code over a contiguous group, written so that the compiler vectorizes it.
+inline void quantize_group(const float* w, Index n, GroupParams p, int bits, std::uint8_t* codes) {
+  const float maxq = static_cast<float>((1 << bits) - 1);
+  const float zero = static_cast<float>(p.zero);
+  if (p.scale == 0.0f) {
+    for (Index i = 0; i < n; ++i) codes[i] = static_cast<std::uint8_t>(p.zero);
+    return;
+  }
+  const float scale = p.scale;
+  for (Index i = 0; i < n; ++i) {
+    const float q = std::nearbyint(w[i] / scale) + zero;
+    codes[i] = static_cast<std::uint8_t>(static_cast<int>(std::min(std::max(q, 0.0f), maxq)));
+  }
+}
+
 namespace detail {
 
 // Parameters for the range [lo, hi] (lo <= 0 <= hi), scale rounded to fp16.
@@ -145,12 +161,9 @@ inline double group_error(const float* w, Index n, GroupParams p, int bits, doub
 
 // Fits the parameters of one group of `n` weights (contiguous) under scheme `s`.
 inline GroupParams fit_group(const float* w, Index n, const Scheme& s) {
-  float lo = 0.0f;
-  float hi = 0.0f;
-  for (Index i = 0; i < n; ++i) {
-    lo = std::min(lo, w[i]);
-    hi = std::max(hi, w[i]);
-  }
+  const Eigen::Map<const Eigen::ArrayXf> values(w, n);
+  const float lo = std::min(0.0f, values.minCoeff());
+  const float hi = std::max(0.0f, values.maxCoeff());
   GroupParams best = detail::params_for_range(lo, hi, s);
   if (!s.clip_search) return best;
   double best_err = detail::group_error(w, n, best, s.bits, s.clip_norm);

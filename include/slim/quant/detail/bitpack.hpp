@@ -71,3 +71,27 @@ inline void pack_codes(const std::uint8_t* codes, std::size_t count, int bits,
 }
 
 }  // namespace slim::quant::detail
+
+namespace slim::quant::detail {
+
+// Inverse of pack_codes: unpacks `count` b-bit codes from `stream` into one byte each.
+inline void unpack_codes(const std::uint8_t* stream, std::size_t count, int bits,
+                         std::uint8_t* codes) {
+  if (bits == 8) {
+    for (std::size_t i = 0; i < count; ++i) codes[i] = stream[i];
+    return;
+  }
+  if (bits == 4) {
+    const std::size_t pairs = count / 2;
+    for (std::size_t i = 0; i < pairs; ++i) {
+      codes[2 * i] = stream[i] & 0x0fu;
+      codes[2 * i + 1] = static_cast<std::uint8_t>(stream[i] >> 4);
+    }
+    if (count % 2) codes[count - 1] = stream[pairs] & 0x0fu;
+    return;
+  }
+  for (std::size_t i = 0; i < count; ++i)
+    codes[i] = static_cast<std::uint8_t>(get_bits(stream, i, bits));
+}
+
+}  // namespace slim::quant::detail
