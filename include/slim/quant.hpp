@@ -3,6 +3,8 @@
 
 #include <slim/core.hpp>
 
+#include <slim/quant/ggml.hpp>
+#include <slim/quant/nf4.hpp>
 #include <slim/quant/quantized_matrix.hpp>
 #include <slim/quant/rtn.hpp>
 #include <slim/quant/scheme.hpp>
