@@ -2,3 +2,6 @@
 #pragma once
 
 #include <slim/core.hpp>
+#include <slim/kernels/dequant_matmul.hpp>
+#include <slim/kernels/int8_matmul.hpp>
+#include <slim/kernels/packed_weights.hpp>

@@ -4,6 +4,7 @@
 #include <slim/core.hpp>
 
 #include <slim/quant/ggml.hpp>
+#include <slim/quant/linear.hpp>
 #include <slim/quant/nf4.hpp>
 #include <slim/quant/quantized_matrix.hpp>
 #include <slim/quant/rtn.hpp>
