@@ -3,4 +3,5 @@
 
 #include <slim/calib/activation_stats.hpp>
 #include <slim/calib/hessian.hpp>
+#include <slim/calib/inverse.hpp>
 #include <slim/core.hpp>

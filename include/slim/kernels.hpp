@@ -5,3 +5,4 @@
 #include <slim/kernels/dequant_matmul.hpp>
 #include <slim/kernels/int8_matmul.hpp>
 #include <slim/kernels/packed_weights.hpp>
+#include <slim/kernels/sparse.hpp>

@@ -1,0 +1,222 @@
+// Storage that turns sparsity into bytes saved. CsrMatrix: compressed sparse rows of an out x in
+// weight (fp32 values, column indices in 16 bits when in_features <= 65536, else 32, 32-bit row
+// offsets). NmMatrix: N:M compressed rows (n fp32 values of every m inputs, plus each value's
+// position inside its group in ceil(log2 m) bits, 2 bits for 2:4 as in NVIDIA's sparse tensor
+// core format), packed LSB-first into 32-bit words, floor(32 / bits) codes per word, each row
+// starting on a fresh word. bytes() counts every stored byte; bits_per_weight() divides by out*in.
+#pragma once
+
+#include <slim/core/checks.hpp>
+#include <slim/core/error.hpp>
+#include <slim/core/types.hpp>
+#include <slim/prune/mask.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace slim::prune {
+
+class CsrMatrix {
+ public:
+  CsrMatrix() = default;
+
+  // The nonzero entries of W.
+  static CsrMatrix from_dense(const Eigen::Ref<const Matrix>& w) {
+    return build(
+        w, [&](Index r, Index c) { return w(r, c) != 0.0f; }, "CsrMatrix::from_dense");
+  }
+  // The entries of W that `mask` keeps (stored even when their value is zero).
+  static CsrMatrix from_mask(const Eigen::Ref<const Matrix>& w, const Mask& mask) {
+    require<ShapeError>(mask.rows() == w.rows() && mask.cols() == w.cols(),
+                        "CsrMatrix::from_mask: mask is ", mask.rows(), " x ", mask.cols(),
+                        "; expected W's ", w.rows(), " x ", w.cols());
+    return build(
+        w, [&](Index r, Index c) { return mask.kept(r, c); }, "CsrMatrix::from_mask");
+  }
+
+  Index rows() const { return rows_; }
+  Index cols() const { return cols_; }
+  Index nonzeros() const { return static_cast<Index>(values_.size()); }
+  bool narrow_indices() const { return cols_ <= 65536; }
+
+  const std::vector<float>& values() const { return values_; }
+  const std::vector<std::uint32_t>& row_offsets() const { return row_offsets_; }  // rows + 1
+  const std::vector<std::uint16_t>& indices16() const { return indices16_; }
+  const std::vector<std::uint32_t>& indices32() const { return indices32_; }
+  // Column index of stored entry k (whichever width is in use).
+  Index column(std::size_t k) const {
+    return narrow_indices() ? Index(indices16_[k]) : Index(indices32_[k]);
+  }
+
+  Matrix to_dense() const {
+    Matrix w = Matrix::Zero(rows_, cols_);
+    for (Index r = 0; r < rows_; ++r) {
+      for (std::uint32_t k = row_offsets_[std::size_t(r)]; k < row_offsets_[std::size_t(r) + 1];
+           ++k)
+        w(r, column(k)) = values_[k];
+    }
+    return w;
+  }
+
+  std::size_t bytes() const {
+    return values_.size() * sizeof(float) + indices16_.size() * sizeof(std::uint16_t) +
+           indices32_.size() * sizeof(std::uint32_t) + row_offsets_.size() * sizeof(std::uint32_t);
+  }
+  double bits_per_weight() const {
+    return 8.0 * static_cast<double>(bytes()) / static_cast<double>(rows_ * cols_);
+  }
+
+ private:
+  template <typename Keep>
+  static CsrMatrix build(const Eigen::Ref<const Matrix>& w, Keep keep, const char* fn) {
+    require_nonempty(w, fn);
+    require_finite(w, fn);
+    require<ShapeError>(w.cols() <= Index(std::numeric_limits<std::uint32_t>::max()), fn,
+                        ": in_features ", w.cols(), " exceeds 32-bit column indices");
+    CsrMatrix m;
+    m.rows_ = w.rows();
+    m.cols_ = w.cols();
+    m.row_offsets_.reserve(std::size_t(m.rows_) + 1);
+    m.row_offsets_.push_back(0);
+    for (Index r = 0; r < m.rows_; ++r) {
+      for (Index c = 0; c < m.cols_; ++c) {
+        if (!keep(r, c)) continue;
+        m.values_.push_back(w(r, c));
+        if (m.narrow_indices()) {
+          m.indices16_.push_back(static_cast<std::uint16_t>(c));
+        } else {
+          m.indices32_.push_back(static_cast<std::uint32_t>(c));
+        }
+      }
+      require<ShapeError>(m.values_.size() <= std::numeric_limits<std::uint32_t>::max(), fn,
+                          ": more than 2^32 stored entries");
+      m.row_offsets_.push_back(static_cast<std::uint32_t>(m.values_.size()));
+    }
+    return m;
+  }
+
+  Index rows_ = 0;
+  Index cols_ = 0;
+  std::vector<float> values_;
+  std::vector<std::uint32_t> row_offsets_;
+  std::vector<std::uint16_t> indices16_;
+  std::vector<std::uint32_t> indices32_;
+};
+
+class NmMatrix {
+ public:
+  NmMatrix() = default;
+
+  // W restricted to an N:M mask (at most n kept in every group of m inputs). Groups with fewer
+  // than n kept entries are padded with explicit zeros at their first unused positions.
+  static NmMatrix from_mask(const Eigen::Ref<const Matrix>& w, const Mask& mask, Index n, Index m) {
+    require<ShapeError>(mask.rows() == w.rows() && mask.cols() == w.cols(),
+                        "NmMatrix::from_mask: mask is ", mask.rows(), " x ", mask.cols(),
+                        "; expected W's ", w.rows(), " x ", w.cols());
+    return build(
+        w, [&](Index r, Index c) { return mask.kept(r, c); }, n, m, "NmMatrix::from_mask");
+  }
+  // The nonzero entries of W, which must hold at most n nonzeros in every group of m inputs.
+  static NmMatrix from_dense(const Eigen::Ref<const Matrix>& w, Index n, Index m) {
+    return build(
+        w, [&](Index r, Index c) { return w(r, c) != 0.0f; }, n, m, "NmMatrix::from_dense");
+  }
+
+  Index rows() const { return rows_; }
+  Index cols() const { return cols_; }
+  Index n() const { return n_; }
+  Index m() const { return m_; }
+  int index_bits() const { return bits_; }
+  int codes_per_word() const { return 32 / bits_; }
+  Index values_per_row() const { return cols_ / m_ * n_; }
+  Index words_per_row() const {
+    return (values_per_row() + codes_per_word() - 1) / codes_per_word();
+  }
+
+  const float* row_values(Index r) const { return values_.data() + r * values_per_row(); }
+  const std::uint32_t* row_codes(Index r) const { return codes_.data() + r * words_per_row(); }
+  // Position inside its group (0..m-1) of value k of row r.
+  Index code(Index r, Index k) const {
+    const std::uint32_t word = row_codes(r)[k / codes_per_word()];
+    return Index((word >> (bits_ * (k % codes_per_word()))) & ((1u << bits_) - 1u));
+  }
+
+  Matrix to_dense() const {
+    Matrix w = Matrix::Zero(rows_, cols_);
+    for (Index r = 0; r < rows_; ++r) {
+      const float* v = row_values(r);
+      for (Index k = 0; k < values_per_row(); ++k) w(r, (k / n_) * m_ + code(r, k)) += v[k];
+    }
+    return w;
+  }
+
+  std::size_t bytes() const {
+    return values_.size() * sizeof(float) + codes_.size() * sizeof(std::uint32_t);
+  }
+  double bits_per_weight() const {
+    return 8.0 * static_cast<double>(bytes()) / static_cast<double>(rows_ * cols_);
+  }
+
+ private:
+  template <typename Keep>
+  static NmMatrix build(const Eigen::Ref<const Matrix>& w, Keep keep, Index n, Index m,
+                        const char* fn) {
+    require_nonempty(w, fn);
+    require_finite(w, fn);
+    require<ArgumentError>(m >= 1 && m <= 256, fn, ": N:M group length m ", m,
+                           " is outside 1..256");
+    require<ArgumentError>(n >= 1 && n <= m, fn, ": N:M keeps n ", n, " of m ", m,
+                           "; expected 1 <= n <= m");
+    require<ArgumentError>(w.cols() % m == 0, fn, ": N:M group length m ", m,
+                           " does not divide in_features ", w.cols());
+    NmMatrix out;
+    out.rows_ = w.rows();
+    out.cols_ = w.cols();
+    out.n_ = n;
+    out.m_ = m;
+    out.bits_ = 1;
+    while ((Index(1) << out.bits_) < m) ++out.bits_;
+    out.values_.assign(std::size_t(out.rows_ * out.values_per_row()), 0.0f);
+    out.codes_.assign(std::size_t(out.rows_ * out.words_per_row()), 0u);
+    std::vector<Index> positions;
+    for (Index r = 0; r < out.rows_; ++r) {
+      float* v = out.values_.data() + r * out.values_per_row();
+      std::uint32_t* codes = out.codes_.data() + r * out.words_per_row();
+      for (Index g = 0; g < out.cols_ / m; ++g) {
+        positions.clear();
+        for (Index j = 0; j < m; ++j) {
+          if (keep(r, g * m + j)) positions.push_back(j);
+        }
+        require<ArgumentError>(Index(positions.size()) <= n, fn, ": row ", r, " group ", g,
+                               " keeps ", positions.size(), " weights; expected at most n ", n,
+                               " of every m ", m);
+        // Pad with the first unused positions (zero values), keeping positions increasing.
+        for (Index j = 0; Index(positions.size()) < n; ++j) {
+          if (std::find(positions.begin(), positions.end(), j) == positions.end()) {
+            positions.insert(std::upper_bound(positions.begin(), positions.end(), j), j);
+          }
+        }
+        for (Index i = 0; i < n; ++i) {
+          const Index k = g * n + i;
+          const Index j = positions[std::size_t(i)];
+          v[k] = keep(r, g * m + j) ? w(r, g * m + j) : 0.0f;
+          codes[k / out.codes_per_word()] |= std::uint32_t(j)
+                                             << (out.bits_ * (k % out.codes_per_word()));
+        }
+      }
+    }
+    return out;
+  }
+
+  Index rows_ = 0;
+  Index cols_ = 0;
+  Index n_ = 0;
+  Index m_ = 0;
+  int bits_ = 1;
+  std::vector<float> values_;
+  std::vector<std::uint32_t> codes_;
+};
+
+}  // namespace slim::prune

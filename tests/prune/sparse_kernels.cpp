@@ -1,0 +1,192 @@
+#include <slim/kernels/sparse.hpp>
+#include <slim/prune.hpp>
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <vector>
+
+namespace {
+
+using slim::Index;
+using slim::Matrix;
+using slim::MatrixD;
+using slim::Vector;
+using slim::kernels::SparseKernelOptions;
+using slim::prune::CsrMatrix;
+using slim::prune::Mask;
+using slim::prune::NmMatrix;
+using slim::prune::Pattern;
+
+// |y - expected| within float accumulation error, relative to sum |w_ij x_j| of each output.
+void expect_close_to_dense(const Matrix& y, const Matrix& x, const Matrix& w_masked,
+                           const char* what) {
+  const MatrixD expected = x.cast<double>() * w_masked.cast<double>().transpose();
+  const MatrixD bound =
+      x.cast<double>().cwiseAbs() * w_masked.cast<double>().cwiseAbs().transpose();
+  ASSERT_EQ(y.rows(), expected.rows());
+  ASSERT_EQ(y.cols(), expected.cols());
+  for (Index t = 0; t < y.rows(); ++t) {
+    for (Index r = 0; r < y.cols(); ++r) {
+      EXPECT_NEAR(y(t, r), expected(t, r), 1e-5 * bound(t, r) + 1e-30)
+          << what << " " << t << "," << r;
+    }
+  }
+}
+
+TEST(CsrMatrix, RoundTripsAndCountsTheBytesItStores) {
+  const Matrix w = slim::random::gaussian(37, 100, 40);
+  const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::unstructured(0.8)});
+  const CsrMatrix csr = CsrMatrix::from_mask(w, mask);
+  EXPECT_EQ(csr.to_dense(), mask.apply(w));
+  EXPECT_TRUE(csr.narrow_indices());
+  const std::size_t nnz = std::size_t(mask.kept_count());
+  EXPECT_EQ(std::size_t(csr.nonzeros()), nnz);
+  EXPECT_EQ(csr.bytes(), nnz * 4 + nnz * 2 + 38 * 4);
+  EXPECT_DOUBLE_EQ(csr.bits_per_weight(), 8.0 * double(csr.bytes()) / (37.0 * 100.0));
+  EXPECT_EQ(CsrMatrix::from_dense(mask.apply(w)).to_dense(), mask.apply(w));
+
+  Matrix wide = Matrix::Zero(2, 70000);
+  wide(0, 69999) = 3.0f;
+  wide(1, 5) = -1.0f;
+  const CsrMatrix wide_csr = CsrMatrix::from_dense(wide);
+  EXPECT_FALSE(wide_csr.narrow_indices());
+  EXPECT_EQ(wide_csr.bytes(), 2u * 4 + 2u * 4 + 3u * 4);
+  EXPECT_EQ(wide_csr.to_dense(), wide);
+  Vector x = Vector::Ones(70000);
+  x(69999) = 2.0f;
+  Vector y;
+  slim::kernels::csr_gemv(wide_csr, x, y);
+  EXPECT_EQ(y(0), 6.0f);
+  EXPECT_EQ(y(1), -1.0f);
+}
+
+TEST(NmMatrix, RoundTripsWithTwoBitIndicesAndPadsShortGroups) {
+  const Matrix w = slim::random::gaussian(9, 96, 41);
+  const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(2, 4)});
+  const NmMatrix nm = NmMatrix::from_mask(w, mask, 2, 4);
+  EXPECT_EQ(nm.index_bits(), 2);
+  EXPECT_EQ(nm.to_dense(), mask.apply(w));
+  // 48 fp32 values and 48 two-bit codes (3 words) per row: 17 bits per weight.
+  EXPECT_EQ(nm.bytes(), 9u * (48 * 4 + 3 * 4));
+  EXPECT_DOUBLE_EQ(nm.bits_per_weight(), 17.0);
+
+  Mask short_groups = mask;
+  short_groups.set(0, 0, false);
+  short_groups.set(0, 1, false);
+  short_groups.set(0, 2, false);
+  short_groups.set(0, 3, false);
+  short_groups.set(3, 7, false);
+  EXPECT_EQ(NmMatrix::from_mask(w, short_groups, 2, 4).to_dense(), short_groups.apply(w));
+
+  const Mask mask48 = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(4, 8)});
+  const NmMatrix nm48 = NmMatrix::from_mask(w, mask48, 4, 8);
+  EXPECT_EQ(nm48.index_bits(), 3);
+  EXPECT_EQ(nm48.to_dense(), mask48.apply(w));
+  EXPECT_EQ(nm48.bytes(), 9u * (48 * 4 + 5 * 4));  // 48 codes at 10 per word
+}
+
+TEST(SparseKernels, CsrGemvAndGemmEqualDenseMaskedProduct) {
+  for (double sparsity : {0.0, 0.5, 0.8, 0.95}) {
+    const Matrix w = slim::random::gaussian(53, 200, 42);
+    const Matrix x = slim::random::gaussian(7, 200, 43);
+    const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::unstructured(sparsity)});
+    const Matrix masked = mask.apply(w);
+    const CsrMatrix csr = CsrMatrix::from_mask(w, mask);
+    for (int threads : {1, 2}) {
+      Matrix y_fast(7, 53);
+      Matrix y_ref(7, 53);
+      for (Index t = 0; t < 7; ++t) {
+        const Vector xt = x.row(t).transpose();
+        Vector y;
+        slim::kernels::csr_gemv(csr, xt, y, {.threads = threads});
+        y_fast.row(t) = y.transpose();
+        slim::kernels::csr_gemv_reference(csr, xt.data(), y_ref.row(t).data());
+      }
+      expect_close_to_dense(y_fast, x, masked, "csr_gemv");
+      expect_close_to_dense(y_ref, x, masked, "csr_gemv_reference");
+      expect_close_to_dense(slim::kernels::csr_gemm(csr, x, {.threads = threads}), x, masked,
+                            "csr_gemm");
+    }
+    expect_close_to_dense(slim::kernels::csr_gemm_reference(csr, x), x, masked,
+                          "csr_gemm_reference");
+  }
+}
+
+TEST(SparseKernels, NmGemvAndGemmEqualDenseMaskedProduct) {
+  struct Case {
+    Index n, m, cols;
+  };
+  // 2:4 widths that exercise the 64-input vector loop and its scalar tail.
+  for (const Case& c : {Case{2, 4, 256}, Case{2, 4, 100}, Case{4, 8, 96}, Case{1, 4, 64}}) {
+    const Matrix w = slim::random::student_t(33, c.cols, 4, 44);
+    const Matrix x = slim::random::gaussian(5, c.cols, 45);
+    const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(c.n, c.m)});
+    const Matrix masked = mask.apply(w);
+    const NmMatrix nm = NmMatrix::from_mask(w, mask, c.n, c.m);
+    for (int threads : {1, 2}) {
+      Matrix y_fast(5, 33);
+      Matrix y_ref(5, 33);
+      for (Index t = 0; t < 5; ++t) {
+        const Vector xt = x.row(t).transpose();
+        Vector y;
+        slim::kernels::nm_gemv(nm, xt, y, {.threads = threads});
+        y_fast.row(t) = y.transpose();
+        slim::kernels::nm_gemv_reference(nm, xt.data(), y_ref.row(t).data());
+      }
+      expect_close_to_dense(y_fast, x, masked, "nm_gemv");
+      expect_close_to_dense(y_ref, x, masked, "nm_gemv_reference");
+      expect_close_to_dense(slim::kernels::nm_gemm(nm, x, {.threads = threads}), x, masked,
+                            "nm_gemm");
+    }
+    expect_close_to_dense(slim::kernels::nm_gemm_reference(nm, x), x, masked, "nm_gemm_reference");
+  }
+}
+
+TEST(SparseLinear, ForwardEqualsTheDenseLayerOfTheMaskedWeights) {
+  const Matrix w = slim::random::gaussian(24, 64, 47);
+  const Matrix x = slim::random::correlated_activations(9, 64, 48);
+  const Mask unstructured = slim::prune::magnitude_mask(w, {.pattern = Pattern::unstructured(0.7)});
+  const Mask two_four = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(2, 4)});
+  const slim::prune::SparseLinear csr = slim::prune::SparseLinear::unstructured(w, unstructured);
+  const slim::prune::SparseLinear nm = slim::prune::SparseLinear::n_m(w, two_four, 2, 4);
+  EXPECT_EQ(csr.in_features(), 64);
+  EXPECT_EQ(csr.out_features(), 24);
+  EXPECT_EQ(csr.bytes(), CsrMatrix::from_mask(w, unstructured).bytes());
+  EXPECT_EQ(nm.bytes(), NmMatrix::from_mask(w, two_four, 2, 4).bytes());
+  EXPECT_LT(nm.bytes(), slim::DenseLinear(w).bytes());
+  EXPECT_EQ(nm.describe(), "sparse 2:4 fp32");
+  expect_close_to_dense(csr(x), x, unstructured.apply(w), "SparseLinear csr");
+  expect_close_to_dense(csr(x.topRows(1)), x.topRows(1), unstructured.apply(w), "csr 1 token");
+  expect_close_to_dense(nm(x), x, two_four.apply(w), "SparseLinear 2:4");
+  expect_close_to_dense(nm(x.topRows(1)), x.topRows(1), two_four.apply(w), "2:4 1 token");
+  EXPECT_THROW(csr(Matrix::Ones(2, 63)), slim::ShapeError);
+  EXPECT_THROW(nm(Matrix::Ones(1, 65)), slim::ShapeError);
+}
+
+TEST(SparseStorageBadInput, RejectsMismatchedMasksBrokenPatternsAndWrongShapes) {
+  Matrix w = slim::random::gaussian(4, 16, 46);
+  EXPECT_THROW(CsrMatrix::from_mask(w, Mask(4, 15)), slim::ShapeError);
+  EXPECT_THROW(NmMatrix::from_mask(w, Mask(3, 16), 2, 4), slim::ShapeError);
+  EXPECT_THROW(NmMatrix::from_mask(w, Mask(4, 16), 2, 4), slim::ArgumentError);  // 4 of 4 kept
+  EXPECT_THROW(NmMatrix::from_dense(w, 3, 2), slim::ArgumentError);
+  EXPECT_THROW(NmMatrix::from_dense(w, 0, 4), slim::ArgumentError);
+  EXPECT_THROW(NmMatrix::from_dense(w, 2, 5), slim::ArgumentError);  // 5 does not divide 16
+  EXPECT_THROW(CsrMatrix::from_dense(Matrix(0, 4)), slim::ShapeError);
+
+  const CsrMatrix csr = CsrMatrix::from_dense(w);
+  const NmMatrix nm =
+      NmMatrix::from_mask(w, slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(2, 4)}), 2, 4);
+  Vector y;
+  EXPECT_THROW(slim::kernels::csr_gemv(csr, Vector::Ones(15), y), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::nm_gemv(nm, Vector::Ones(17), y), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::csr_gemm(csr, Matrix::Ones(3, 15)), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::nm_gemm(nm, Matrix::Ones(3, 15)), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::csr_gemm_reference(csr, Matrix::Ones(3, 15)), slim::ShapeError);
+
+  w(2, 2) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(CsrMatrix::from_dense(w), slim::NumericalError);
+  EXPECT_THROW(NmMatrix::from_dense(w, 2, 4), slim::NumericalError);
+}
+
+}  // namespace
