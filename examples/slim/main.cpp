@@ -312,8 +312,9 @@ int run_compare(const std::map<std::string, std::string>& a) {
   }
   std::printf(
       "\nbits/w and sparsity over the compressed layers (all linear layers but the classifier);\n"
-      "size is the whole model. * latency of the dequantized fp32 path: no kernel for this "
-      "format.\n"
+      "size is the whole model. * no kernel for this format yet: its size is the format's, its\n"
+      "latency the dequantized fp32 path's. The model's matrices fit in cache, so latency here is\n"
+      "not where compression pays: see the README's benchmark table for 4096-wide layers.\n"
       "score: cost::score, %s preset, ratios to the original (lower is better).\n",
       preset.c_str());
   const std::string csv = a.at("csv");

@@ -79,6 +79,7 @@ inline CompressedLayer quantized_layer(const quant::QuantizedMatrix& q, const Me
         q, quant::LinearOptions{.activations = quant::ActivationPath::int8, .threads = o.threads});
   } else {
     out.layer = std::make_shared<DenseLinear>(out.effective_weight);
+    out.stored_bytes = q.bytes();
   }
   const Index group = q.scheme().granularity == quant::Granularity::per_group ? q.group_size() : 0;
   out.form =
@@ -157,6 +158,7 @@ inline Method nf4_method() {
             CompressedLayer out;
             out.effective_weight = q.dequantize();
             out.layer = std::make_shared<DenseLinear>(out.effective_weight);
+            out.stored_bytes = q.bytes();
             out.form = cost::LayerForm::quantized(4, 64, false, cost::ActivationPath::fp32);
             out.form.scale_bits = 32;
             return out;

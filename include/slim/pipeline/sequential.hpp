@@ -32,6 +32,9 @@ struct CompressedLayer {
   Matrix effective_weight;
   cost::LayerForm form;
   double sparsity = 0.0;  // fraction of zero weights in effective_weight's storage
+  // Bytes of the compressed format when the layer that runs is not that format (a format with no
+  // kernel runs as dequantized fp32); 0 means layer->bytes().
+  std::size_t stored_bytes = 0;
 };
 
 using Compressor = std::function<CompressedLayer(const LayerInput&)>;
@@ -51,7 +54,7 @@ struct LayerReport {
   Index out_features = 0;
   Index in_features = 0;
   std::size_t dense_bytes = 0;
-  std::size_t bytes = 0;      // the replacement's bytes()
+  std::size_t bytes = 0;      // the replacement's bytes(), or the format's when it has no kernel
   double output_error = 0.0;  // on its own calibration activations
   double sparsity = 0.0;
   cost::LayerForm form;
@@ -99,7 +102,7 @@ inline CompressionReport compress_sequential(model::Transformer& model,
     r.out_features = weight.rows();
     r.in_features = weight.cols();
     r.dense_bytes = sizeof(float) * static_cast<std::size_t>(weight.size());
-    r.bytes = result.layer->bytes();
+    r.bytes = result.stored_bytes > 0 ? result.stored_bytes : result.layer->bytes();
     r.output_error = metrics::output_error(captured, weight, result.effective_weight);
     r.sparsity = result.sparsity;
     r.form = result.form;
