@@ -51,6 +51,8 @@ class InputScaledLinear final : public LinearLayer {
     return inner_->bytes() + sizeof(float) * static_cast<std::size_t>(inverse_scales_.size());
   }
   std::string describe() const override { return inner_->describe() + " (AWQ-scaled input)"; }
+  const Vector& inverse_scales() const { return inverse_scales_; }
+  const std::shared_ptr<const LinearLayer>& inner() const { return inner_; }
 
  private:
   Vector inverse_scales_;
