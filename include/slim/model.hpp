@@ -4,6 +4,7 @@
 #include <slim/core.hpp>
 #include <slim/model/config.hpp>
 #include <slim/model/corpus.hpp>
+#include <slim/model/distill.hpp>
 #include <slim/model/evaluate.hpp>
 #include <slim/model/reference.hpp>
 #include <slim/model/sample.hpp>

@@ -3,11 +3,16 @@
 #include <slim/lowrank.hpp>
 
 #include <gtest/gtest.h>
+#include "support/reference_model.hpp"
 
 #include <Eigen/SVD>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <numeric>
+#include <vector>
 
 namespace {
 
@@ -112,6 +117,35 @@ TEST(SvdLlm, BeatsAsvdWhichBeatsPlainSvdInOutputError) {
   }
 }
 
+// Real weights and real captured activations of the trained test model. SVD-LLM is optimal for
+// the calibration output error (up to the 1e-6 dampening at most), so it must beat both. ASVD
+// beating plain SVD is only the published tendency, and it does not hold on every real layer:
+// measured output errors (SVD / ASVD / SVD-LLM) wq r8 0.1256 / 0.1261 / 0.1022, wq r16 0.0417 /
+// 0.0415 / 0.0275, w2 r8 0.5949 / 0.5586 / 0.4345, w2 r16 0.2613 / 0.2352 / 0.1747. So the
+// ASVD-vs-SVD ordering is asserted on synthetic correlated channels above and printed here.
+TEST(SvdLlmOnReferenceModel, BeatsAsvdAndPlainSvdInOutputError) {
+  for (const char* name : {"layers.0.attention.wq", "layers.1.feed_forward.w2"}) {
+    const Matrix& w = slim::test::reference_model().linear_weight(name);
+    const Matrix x = slim::test::reference_activations(name, 1024);
+    slim::calib::Hessian hessian(w.cols());
+    slim::calib::ActivationStats stats(w.cols());
+    hessian.add(x);
+    stats.add(x);
+    for (Index rank : {std::min(w.rows(), w.cols()) / 4, std::min(w.rows(), w.cols()) / 2}) {
+      const double plain =
+          slim::metrics::output_error(x, w, lowrank::truncated_svd(w, rank).factors.reconstruct());
+      const double asvd =
+          slim::metrics::output_error(x, w, lowrank::asvd(w, stats, rank).factors.reconstruct());
+      const double whitened = slim::metrics::output_error(
+          x, w, lowrank::svd_llm(w, hessian, rank).factors.reconstruct());
+      std::printf("%s rank %2ld output error: SVD %.4f  ASVD %.4f  SVD-LLM %.4f\n", name,
+                  static_cast<long>(rank), plain, asvd, whitened);
+      EXPECT_LT(whitened, asvd) << name << " rank " << rank;
+      EXPECT_LT(whitened, plain) << name << " rank " << rank;
+    }
+  }
+}
+
 TEST(SvdLlm, DampensASingularHessianAndThrowsWhenDampeningCannotHelp) {
   // 16 tokens of width 64: X^T X has rank 16, so the whitening needs dampening.
   const Matrix x = slim::random::gaussian(16, 64, 7);
@@ -195,6 +229,30 @@ TEST(DenseSparse, ErrorNeverIncreasesAndBeatsLowRankAloneOnLowRankPlusSpikes) {
                       w, lowrank::truncated_svd(w, 6).factors.reconstruct()));
   EXPECT_EQ(split.sparse.nonZeros(), 40);
   EXPECT_EQ(split.bytes(), 4u * 6u * 110u + 40u * 8u + 4u * 61u);
+}
+
+// The residual's top-k comes from prune's selection; the oracle is a stable sort by magnitude,
+// on values with many exact ties of both signs (ties go to the lower row-major index).
+TEST(DenseSparse, KeepsTheLargestResidualEntriesWithTiesToTheLowerIndex) {
+  Matrix r(2, 3);
+  r << 1, -2, 2, 0.5f, -2, -1;
+  const auto top3 = lowrank::detail::top_k_entries(r, 3);
+  const auto top4 = lowrank::detail::top_k_entries(r, 4);
+  EXPECT_EQ(Matrix(top3), (Matrix(2, 3) << 0, -2, 2, 0, -2, 0).finished());
+  EXPECT_EQ(Matrix(top4), (Matrix(2, 3) << 1, -2, 2, 0, -2, 0).finished());
+  Matrix q = slim::random::gaussian(9, 7, 15);
+  q = (q * 2.0f).array().round().matrix();  // few distinct magnitudes: many ties
+  std::vector<Index> order(static_cast<std::size_t>(q.size()));
+  std::iota(order.begin(), order.end(), Index{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](Index a, Index b) { return std::abs(q.data()[a]) > std::abs(q.data()[b]); });
+  for (Index k : {0, 1, 10, 30, 63}) {
+    Matrix expected = Matrix::Zero(9, 7);
+    for (Index i = 0; i < k; ++i) expected.data()[order[i]] = q.data()[order[i]];
+    const auto got = lowrank::detail::top_k_entries(q, k);
+    EXPECT_EQ(got.nonZeros(), k);
+    EXPECT_EQ(Matrix(got), expected) << "k " << k;
+  }
 }
 
 TEST(LowRankLinear, ForwardEqualsTheReconstructedDenseProduct) {

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
+#include <variant>
 #include <vector>
 
 namespace {
@@ -17,6 +19,8 @@ using slim::prune::CsrMatrix;
 using slim::prune::Mask;
 using slim::prune::NmMatrix;
 using slim::prune::Pattern;
+using slim::prune::UnstructuredFormat;
+using slim::prune::WindowedCsrMatrix;
 
 // |y - expected| within float accumulation error, relative to sum |w_ij x_j| of each output.
 void expect_close_to_dense(const Matrix& y, const Matrix& x, const Matrix& w_masked,
@@ -59,6 +63,105 @@ TEST(CsrMatrix, RoundTripsAndCountsTheBytesItStores) {
   slim::kernels::csr_gemv(wide_csr, x, y);
   EXPECT_EQ(y(0), 6.0f);
   EXPECT_EQ(y(1), -1.0f);
+}
+
+TEST(WindowedCsrMatrix, RoundTripsAndCountsTheBytesItStores) {
+  const Matrix w = slim::random::gaussian(37, 100, 40);
+  const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::unstructured(0.8)});
+  const WindowedCsrMatrix windowed = WindowedCsrMatrix::from_mask(w, mask);
+  EXPECT_EQ(windowed.to_dense(), mask.apply(w));
+  const std::size_t nnz = std::size_t(mask.kept_count());
+  EXPECT_EQ(std::size_t(windowed.nonzeros()), nnz);
+  EXPECT_EQ(windowed.windows_per_row(), 4);  // 100 inputs: 3 full windows of 32 and one of 4
+  // Per entry 4 + 1 bytes, plus 32 padding entries, one count per row and window, row offsets.
+  EXPECT_EQ(windowed.bytes(), (nnz + 32) * 5 + 37 * 4 + 38 * 4);
+  EXPECT_DOUBLE_EQ(windowed.bits_per_weight(), 8.0 * double(windowed.bytes()) / (37.0 * 100.0));
+  EXPECT_EQ(WindowedCsrMatrix::from_dense(mask.apply(w)).to_dense(), mask.apply(w));
+
+  // An explicitly stored zero is an entry; a pruned weight is not, whatever its value.
+  Mask one = Mask(2, 40);
+  for (Index c = 0; c < 40; ++c) one.set(0, c, false);
+  for (Index c = 0; c < 40; ++c) one.set(1, c, c == 3 || c == 39);
+  Matrix zeros = Matrix::Ones(2, 40);
+  zeros(1, 3) = 0.0f;
+  const WindowedCsrMatrix kept_zero = WindowedCsrMatrix::from_mask(zeros, one);
+  EXPECT_EQ(kept_zero.nonzeros(), 2);
+  EXPECT_EQ(kept_zero.to_dense(), one.apply(zeros));
+}
+
+// Rows that exercise every path of the windowed kernels: empty rows, all-kept rows (32 entries per
+// window, two 16-wide steps), a single entry at the last column, random densities.
+Mask adversarial_mask(Index rows, Index cols, std::uint64_t seed) {
+  Mask mask(rows, cols);
+  slim::random::Generator rng(seed);
+  for (Index r = 0; r < rows; ++r) {
+    const double density = r % 5 == 0 ? 0.0 : r % 5 == 1 ? 1.0 : 0.1 * double(r % 10);
+    for (Index c = 0; c < cols; ++c) mask.set(r, c, rng.uniform() < density);
+  }
+  mask.set(0, cols - 1, true);  // row 0: only the last column
+  return mask;
+}
+
+TEST(SparseKernels, WindowedGemvAndGemmEqualTheReferenceAndTheDenseMaskedProduct) {
+  // Widths below one window, not a multiple of 16 or 32, odd and even window counts.
+  for (const Index cols : {Index(7), Index(33), Index(64), Index(100), Index(200)}) {
+    for (double sparsity : {0.0, 0.5, 0.8, 0.95, -1.0}) {
+      const Matrix w = slim::random::student_t(41, cols, 4, 50 + std::uint64_t(cols));
+      const Matrix x = slim::random::gaussian(5, cols, 51);
+      const Mask mask = sparsity < 0 ? adversarial_mask(41, cols, 52)
+                                     : slim::prune::magnitude_mask(
+                                           w, {.pattern = Pattern::unstructured(sparsity)});
+      const Matrix masked = mask.apply(w);
+      const WindowedCsrMatrix windowed = WindowedCsrMatrix::from_mask(w, mask);
+      for (int threads : {1, 2}) {
+        Matrix y_fast(5, 41);
+        Matrix y_ref(5, 41);
+        for (Index t = 0; t < 5; ++t) {
+          const Vector xt = x.row(t).transpose();
+          Vector y;
+          slim::kernels::windowed_gemv(windowed, xt, y, {.threads = threads});
+          y_fast.row(t) = y.transpose();
+          slim::kernels::windowed_gemv_reference(windowed, xt.data(), y_ref.row(t).data());
+        }
+        expect_close_to_dense(y_fast, x, masked, "windowed_gemv");
+        expect_close_to_dense(y_ref, x, masked, "windowed_gemv_reference");
+        // The fast path against its scalar reference, on the same float inputs.
+        expect_close_to_dense(y_fast - y_ref + x * masked.transpose(), x, masked,
+                              "windowed_gemv vs reference");
+        expect_close_to_dense(slim::kernels::windowed_gemm(windowed, x, {.threads = threads}), x,
+                              masked, "windowed_gemm");
+      }
+      expect_close_to_dense(slim::kernels::windowed_gemm_reference(windowed, x), x, masked,
+                            "windowed_gemm_reference");
+      expect_close_to_dense(slim::kernels::windowed_gemm(windowed, x.topRows(3)), x.topRows(3),
+                            masked, "windowed_gemm 3 tokens");
+    }
+  }
+}
+
+TEST(SparseKernels, WindowedGemvIgnoresNonFiniteInputsAtPrunedPositions) {
+  // Exact sparsity: a pruned weight never touches its input, so Inf/NaN there does not leak.
+  const Index cols = 70;
+  const Matrix w = slim::random::gaussian(3, cols, 53);
+  Mask mask(3, cols);
+  for (Index r = 0; r < 3; ++r) {
+    for (Index c = 0; c < cols; ++c) mask.set(r, c, c % 3 != 0);
+  }
+  const WindowedCsrMatrix windowed = WindowedCsrMatrix::from_mask(w, mask);
+  Vector x = slim::random::gaussian(cols, 1, 54);
+  Vector x_clean = x;
+  for (Index c = 0; c < cols; c += 3) {
+    x(c) = c % 2 == 0 ? std::numeric_limits<float>::infinity()
+                      : std::numeric_limits<float>::quiet_NaN();
+    x_clean(c) = 0.0f;
+  }
+  Vector y;
+  slim::kernels::windowed_gemv(windowed, x, y);
+  const Vector expected = mask.apply(w) * x_clean;
+  for (Index r = 0; r < 3; ++r) {
+    ASSERT_TRUE(std::isfinite(y(r))) << r;
+    EXPECT_NEAR(y(r), expected(r), 1e-4f) << r;
+  }
 }
 
 TEST(NmMatrix, RoundTripsWithTwoBitIndicesAndPadsShortGroups) {
@@ -159,6 +262,25 @@ TEST(SparseLinear, ForwardEqualsTheDenseLayerOfTheMaskedWeights) {
   expect_close_to_dense(csr(x), x, unstructured.apply(w), "SparseLinear csr");
   expect_close_to_dense(csr(x.topRows(1)), x.topRows(1), unstructured.apply(w), "csr 1 token");
   expect_close_to_dense(nm(x), x, two_four.apply(w), "SparseLinear 2:4");
+  const slim::prune::SparseLinear windowed =
+      slim::prune::SparseLinear::unstructured(w, unstructured, UnstructuredFormat::windowed);
+  ASSERT_NE(std::get_if<WindowedCsrMatrix>(&windowed.storage()), nullptr);
+  EXPECT_EQ(windowed.bytes(), WindowedCsrMatrix::from_mask(w, unstructured).bytes());
+  EXPECT_EQ(windowed.describe().rfind("sparse windowed CSR fp32", 0), 0u);
+  expect_close_to_dense(windowed(x), x, unstructured.apply(w), "SparseLinear windowed");
+  expect_close_to_dense(windowed(x.topRows(1)), x.topRows(1), unstructured.apply(w),
+                        "windowed 1 token");
+  EXPECT_THROW(windowed(Matrix::Ones(1, 63)), slim::ShapeError);
+  // `fastest` keeps CSR's gathers for very sparse masks and takes the windowed format otherwise.
+  const Mask very_sparse = slim::prune::magnitude_mask(w, {.pattern = Pattern::unstructured(0.95)});
+  EXPECT_NE(std::get_if<slim::prune::CsrMatrix>(&slim::prune::SparseLinear::unstructured(
+                                                     w, very_sparse, UnstructuredFormat::fastest)
+                                                     .storage()),
+            nullptr);
+  EXPECT_NE(std::get_if<WindowedCsrMatrix>(&slim::prune::SparseLinear::unstructured(
+                                                w, unstructured, UnstructuredFormat::fastest)
+                                                .storage()),
+            nullptr);
   expect_close_to_dense(nm(x.topRows(1)), x.topRows(1), two_four.apply(w), "2:4 1 token");
   EXPECT_THROW(csr(Matrix::Ones(2, 63)), slim::ShapeError);
   EXPECT_THROW(nm(Matrix::Ones(1, 65)), slim::ShapeError);
@@ -173,6 +295,8 @@ TEST(SparseStorageBadInput, RejectsMismatchedMasksBrokenPatternsAndWrongShapes) 
   EXPECT_THROW(NmMatrix::from_dense(w, 0, 4), slim::ArgumentError);
   EXPECT_THROW(NmMatrix::from_dense(w, 2, 5), slim::ArgumentError);  // 5 does not divide 16
   EXPECT_THROW(CsrMatrix::from_dense(Matrix(0, 4)), slim::ShapeError);
+  EXPECT_THROW(WindowedCsrMatrix::from_mask(w, Mask(4, 15)), slim::ShapeError);
+  EXPECT_THROW(WindowedCsrMatrix::from_dense(Matrix(4, 0)), slim::ShapeError);
 
   const CsrMatrix csr = CsrMatrix::from_dense(w);
   const NmMatrix nm =
@@ -183,10 +307,16 @@ TEST(SparseStorageBadInput, RejectsMismatchedMasksBrokenPatternsAndWrongShapes) 
   EXPECT_THROW(slim::kernels::csr_gemm(csr, Matrix::Ones(3, 15)), slim::ShapeError);
   EXPECT_THROW(slim::kernels::nm_gemm(nm, Matrix::Ones(3, 15)), slim::ShapeError);
   EXPECT_THROW(slim::kernels::csr_gemm_reference(csr, Matrix::Ones(3, 15)), slim::ShapeError);
+  const WindowedCsrMatrix windowed = WindowedCsrMatrix::from_dense(w);
+  EXPECT_THROW(slim::kernels::windowed_gemv(windowed, Vector::Ones(17), y), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::windowed_gemm(windowed, Matrix::Ones(3, 15)), slim::ShapeError);
+  EXPECT_THROW(slim::kernels::windowed_gemm_reference(windowed, Matrix::Ones(3, 15)),
+               slim::ShapeError);
 
   w(2, 2) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(CsrMatrix::from_dense(w), slim::NumericalError);
   EXPECT_THROW(NmMatrix::from_dense(w, 2, 4), slim::NumericalError);
+  EXPECT_THROW(WindowedCsrMatrix::from_dense(w), slim::NumericalError);
 }
 
 }  // namespace

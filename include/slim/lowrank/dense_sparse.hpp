@@ -7,12 +7,12 @@
 #pragma once
 
 #include <slim/lowrank/svd.hpp>
+#include <slim/prune/mask.hpp>
 
 #include <Eigen/SparseCore>
 
 #include <algorithm>
-#include <cstdint>
-#include <numeric>
+#include <cmath>
 #include <vector>
 
 namespace slim::lowrank {
@@ -40,18 +40,12 @@ struct DenseSparseOptions {
 
 namespace detail {
 
-// The `k` entries of r with the largest magnitude (ties to the lower row-major index).
+// The `k` entries of r with the largest magnitude, chosen by prune's top-k selection (the `k`
+// lowest of -|r|, ties to the lower row-major index), returned in row-major order.
 inline SparseMatrix top_k_entries(const Matrix& r, Index k) {
-  std::vector<Index> order(static_cast<std::size_t>(r.size()));
-  std::iota(order.begin(), order.end(), Index{0});
   const float* v = r.data();
-  auto larger = [v](Index a, Index b) {
-    const float fa = std::abs(v[a]);
-    const float fb = std::abs(v[b]);
-    return fa > fb || (fa == fb && a < b);
-  };
-  if (k < r.size()) std::nth_element(order.begin(), order.begin() + k, order.end(), larger);
-  order.resize(static_cast<std::size_t>(k));
+  std::vector<Index> order =
+      prune::detail::lowest(r.size(), k, [v](Index i) { return -std::abs(v[i]); });
   std::sort(order.begin(), order.end());
   std::vector<Eigen::Triplet<float, int>> entries;
   entries.reserve(order.size());

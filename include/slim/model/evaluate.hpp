@@ -142,11 +142,16 @@ inline Agreement compare_logits(const Matrix& reference, const Matrix& candidate
 }
 
 // Next-token agreement of `model` (e.g. with compressed layers) with `reference` (the original)
-// over the fixed evaluation windows of `stream`.
+// over the fixed evaluation windows of `stream`. The models may differ in shape (a structurally
+// pruned student against its teacher) but must share the vocabulary and seq_len.
 inline Agreement compare(const Transformer& reference, const Transformer& model,
                          const std::vector<std::int32_t>& stream, const EvalOptions& options = {}) {
-  require<ArgumentError>(reference.config() == model.config(),
-                         "model::compare: the two models have different configs");
+  require<ArgumentError>(reference.config().vocab_size == model.config().vocab_size &&
+                             reference.config().seq_len == model.config().seq_len,
+                         "model::compare: the models' vocab_size (", reference.config().vocab_size,
+                         " vs ", model.config().vocab_size, ") or seq_len (",
+                         reference.config().seq_len, " vs ", model.config().seq_len,
+                         ") differ; expected equal");
   const Index tokens = detail::eval_tokens(model, options);
   const TokenPairs all = consecutive_windows(stream, tokens, options.max_windows);
   Matrix ref(all.inputs.size(), model.config().vocab_size);

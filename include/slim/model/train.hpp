@@ -55,12 +55,15 @@ struct TrainResult {
   double seconds = 0.0;
 };
 
-// Trains `model` in place on random windows of `stream`. Deterministic for a given seed and thread
-// count. Throws ArgumentError for non-positive steps / batch / learning rate, or when a layer of
-// the model is replaced.
-inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& stream,
-                         const TrainOptions& options) {
-  const char* fn = "model::train: ";
+namespace detail {
+
+// The optimisation loop train() and distill() share: `batch_loss(batch, grad)` draws the step's
+// windows (`batch`), adds the loss gradient into `grad` (zeroed by the loop) and returns the loss;
+// `after_step()` runs after each update (distillation re-applies pruning masks there).
+template <typename BatchLoss, typename AfterStep>
+TrainResult optimize(Transformer& model, const std::vector<std::int32_t>& stream,
+                     const TrainOptions& options, const char* fn, const BatchLoss& batch_loss,
+                     const AfterStep& after_step) {
   require<ArgumentError>(options.steps > 0, fn, "steps ", options.steps, " must be positive");
   require<ArgumentError>(options.batch_size > 0, fn, "batch_size ", options.batch_size,
                          " must be positive");
@@ -69,6 +72,8 @@ inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& st
   require<ArgumentError>(options.warmup_steps >= 0 && options.warmup_steps <= options.steps, fn,
                          "warmup_steps ", options.warmup_steps, " must be in [0, steps ",
                          options.steps, "]");
+  require<ArgumentError>(!model.any_replaced(), fn,
+                         "a linear layer of the model is replaced; training needs dense layers");
   const Index tokens = options.tokens > 0 ? options.tokens : model.config().seq_len;
   require<ArgumentError>(tokens <= model.config().seq_len, fn, "tokens ", tokens,
                          " exceeds seq_len ", model.config().seq_len);
@@ -129,7 +134,7 @@ inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& st
   for (Index step = 0; step < options.steps; ++step) {
     const TokenPairs batch = random_windows(stream, options.batch_size, tokens, gen);
     grad.for_each_parameter([](const std::string&, auto p) { p.setZero(); });
-    const double loss = model.loss_and_gradient(batch.inputs, batch.targets, grad, options.threads);
+    const double loss = batch_loss(batch, grad);
     for (std::size_t i = 0; i < gains.size(); ++i) {
       gain_values[i] = gains[i]->transpose();
       gain_gradients[i] = gain_grads[i]->transpose();
@@ -140,6 +145,7 @@ inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& st
     decayed.step(matrices, lr);
     plain.step(norms, lr);
     for (std::size_t i = 0; i < gains.size(); ++i) *gains[i] = gain_values[i].transpose();
+    after_step();
 
     progress.step = step + 1;
     progress.loss = loss;
@@ -155,6 +161,21 @@ inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& st
     }
   }
   return {options.steps, progress.smoothed_loss, progress.elapsed_seconds};
+}
+
+}  // namespace detail
+
+// Trains `model` in place on random windows of `stream`. Deterministic for a given seed and thread
+// count. Throws ArgumentError for non-positive steps / batch / learning rate, or when a layer of
+// the model is replaced.
+inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& stream,
+                         const TrainOptions& options) {
+  return detail::optimize(
+      model, stream, options, "model::train: ",
+      [&](const TokenPairs& batch, Weights& grad) {
+        return model.loss_and_gradient(batch.inputs, batch.targets, grad, options.threads);
+      },
+      [] {});
 }
 
 }  // namespace slim::model

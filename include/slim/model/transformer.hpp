@@ -257,13 +257,33 @@ class Transformer {
   double loss_and_gradient(const TokenBatch& inputs, const TokenBatch& targets, Weights& gradient,
                            int threads = 0) const {
     check_pair(inputs, targets, "Transformer::loss_and_gradient");
+    const double weight = 1.0 / static_cast<double>(inputs.size());
+    return logit_loss_and_gradient(
+        inputs,
+        [&](Index b, const Matrix& logits, Matrix& dlogits) {
+          const TokenBatch target = targets.row(b);
+          const double sum = cross_entropy(logits, target, &dlogits);
+          dlogits *= static_cast<float>(weight);
+          return sum * weight;
+        },
+        gradient, threads);
+  }
+
+  // Any loss of the logits: `loss(b, logits, dlogits)` is given sequence b's logits (tokens x
+  // vocab), returns its share of the loss and writes d(that share)/d(logits) into dlogits (the
+  // caller's normalisation, e.g. 1 / (batch * tokens) for a mean). Returns the summed shares and
+  // adds the parameter gradient into `gradient`; threading and determinism as loss_and_gradient.
+  // Distillation uses it with a KD loss against a teacher's logits. Dense layers only.
+  template <typename LogitLoss>
+  double logit_loss_and_gradient(const TokenBatch& inputs, const LogitLoss& loss, Weights& gradient,
+                                 int threads = 0) const {
+    check_tokens(inputs, "Transformer::logit_loss_and_gradient: inputs");
     require<ArgumentError>(!any_replaced(),
                            "Transformer::loss_and_gradient: a linear layer is "
                            "replaced; the backward pass needs dense layers "
                            "(restore_all() first)");
     check_gradient_shape(gradient, "Transformer::loss_and_gradient");
     const Index batch = inputs.rows();
-    const double weight = 1.0 / static_cast<double>(inputs.size());
 #ifdef _OPENMP
     if (threads <= 0) threads = omp_get_max_threads();
 #else
@@ -285,7 +305,12 @@ class Transformer {
       g = Weights::zeros(config());
       double sum = 0.0;
       for (Index b = begin; b < end; ++b) {
-        sum += sequence_gradient(inputs.row(b), targets.row(b), weight, g);
+        const TokenBatch in = inputs.row(b);
+        detail::ForwardCache cache;
+        const Matrix logits = run(in, cache, false);
+        Matrix dlogits = Matrix::Zero(logits.rows(), logits.cols());
+        sum += loss(b, logits, dlogits);
+        backward(in, cache, dlogits, g);
       }
       losses[static_cast<std::size_t>(t)] = sum;
     }

@@ -12,6 +12,7 @@
 #include <slim/model/corpus.hpp>
 #include <slim/model/evaluate.hpp>
 #include <slim/pipeline/methods.hpp>
+#include <slim/pipeline/model_methods.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +32,7 @@ struct CompareOptions {
   cost::ScoreWeights weights = cost::ScoreWeights::balanced();
   LayerSelector select = all_but_classifier;
   std::function<void(const std::string&)> progress;  // called before each method
+  int threads = 0;  // OpenMP threads of whole-model training stages (0 = OpenMP's default)
 };
 
 struct MethodResult {
@@ -97,12 +99,15 @@ inline double energy_per_token_uj(const model::Transformer& m, const Compression
 
 }  // namespace detail
 
-// Runs the uncompressed baseline and every method on copies of `original`; returns one row per
-// method, the baseline first, the rest sorted by score (lower is better).
+// Runs the uncompressed baseline, every layer-wise method and every whole-model method on copies
+// of `original`; returns one row per method, the baseline first, the rest sorted by score (lower
+// is better). A whole-model method's bits per weight are those of the selected layers of its
+// result (32 x the fraction of their weights it kept, for structured pruning).
 inline std::vector<MethodResult> compare(const model::Transformer& original,
                                          const model::Corpus& corpus,
                                          const std::vector<Method>& methods,
-                                         const CompareOptions& o = {}) {
+                                         const CompareOptions& o = {},
+                                         const std::vector<ModelMethod>& model_methods = {}) {
   require<ArgumentError>(o.calibration_windows > 0 && o.eval_windows > 0 && o.latency_tokens > 0,
                          "pipeline::compare: calibration_windows, eval_windows and latency_tokens "
                          "must be positive");
@@ -126,6 +131,24 @@ inline std::vector<MethodResult> compare(const model::Transformer& original,
     r.energy_uj = detail::energy_per_token_uj(m, r.report);
   };
 
+  // Bits per weight and sparsity over the compressed layers; size of the whole model.
+  auto summarize = [](MethodResult& r, std::size_t dense_bytes) {
+    std::size_t compressed_bytes = 0;
+    std::size_t replaced_dense_bytes = 0;
+    double zeros = 0.0;
+    double weights = 0.0;
+    for (const LayerReport& l : r.report.layers) {
+      compressed_bytes += l.bytes;
+      replaced_dense_bytes += l.dense_bytes;
+      const double n = static_cast<double>(l.out_features * l.in_features);
+      zeros += l.sparsity * n;
+      weights += n;
+    }
+    r.bits_per_weight = weights > 0 ? 8.0 * static_cast<double>(compressed_bytes) / weights : 32.0;
+    r.sparsity = weights > 0 ? zeros / weights : 0.0;
+    r.size_mb = static_cast<double>(dense_bytes - replaced_dense_bytes + compressed_bytes) / 1e6;
+  };
+
   std::vector<MethodResult> rows;
   MethodResult base;
   base.name = "fp32 (original)";
@@ -145,20 +168,46 @@ inline std::vector<MethodResult> compare(const model::Transformer& original,
     const auto start = std::chrono::steady_clock::now();
     r.report = compress_sequential(m, calibration.inputs, method.compress, o.select);
     r.compress_seconds = detail::seconds_since(start);
-    std::size_t compressed_bytes = 0;
-    std::size_t replaced_dense_bytes = 0;
-    double zeros = 0.0;
-    double weights = 0.0;
-    for (const LayerReport& l : r.report.layers) {
-      compressed_bytes += l.bytes;
-      replaced_dense_bytes += l.dense_bytes;
-      const double n = static_cast<double>(l.out_features * l.in_features);
-      zeros += l.sparsity * n;
-      weights += n;
+    summarize(r, dense_bytes);
+    measure(m, r);
+    r.score = cost::score(cost::Measurement{r.perplexity, r.latency_ms, r.energy_uj, r.size_mb},
+                          baseline, o.weights);
+    rows.push_back(std::move(r));
+  }
+  for (const ModelMethod& method : model_methods) {
+    if (o.progress) o.progress(method.name);
+    MethodResult r;
+    r.name = method.name;
+    r.family = method.family;
+    const auto start = std::chrono::steady_clock::now();
+    TransformedModel result = method.transform(
+        original, ModelContext{calibration.inputs, corpus.train_tokens, o.threads, o.select});
+    r.compress_seconds = detail::seconds_since(start);
+    r.has_kernel = result.has_kernel;
+    const model::Transformer& m = result.model;
+    if (result.report) {
+      r.report = std::move(*result.report);
+      summarize(r, dense_bytes);
+    } else {
+      double kept = 0.0;
+      double weights = 0.0;
+      for (const std::string& name : original.linear_names()) {
+        if (!o.select(name)) continue;
+        const Matrix& before = original.linear_weight(name);
+        const Matrix& after = m.linear_weight(name);
+        LayerReport l;
+        l.name = name;
+        l.out_features = after.rows();
+        l.in_features = after.cols();
+        l.dense_bytes = sizeof(float) * static_cast<std::size_t>(before.size());
+        l.bytes = sizeof(float) * static_cast<std::size_t>(after.size());
+        r.report.layers.push_back(l);
+        kept += static_cast<double>(after.size());
+        weights += static_cast<double>(before.size());
+      }
+      r.bits_per_weight = weights > 0 ? 32.0 * kept / weights : 32.0;
+      r.size_mb = static_cast<double>(detail::parameter_bytes(m)) / 1e6;
     }
-    r.bits_per_weight = 8.0 * static_cast<double>(compressed_bytes) / weights;
-    r.sparsity = zeros / weights;
-    r.size_mb = static_cast<double>(dense_bytes - replaced_dense_bytes + compressed_bytes) / 1e6;
     measure(m, r);
     r.score = cost::score(cost::Measurement{r.perplexity, r.latency_ms, r.energy_uj, r.size_mb},
                           baseline, o.weights);

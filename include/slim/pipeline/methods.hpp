@@ -102,8 +102,8 @@ inline CompressedLayer sparse_layer(const Matrix& w, const prune::Mask& mask,
     out.form =
         cost::LayerForm::sparse_n_m(static_cast<int>(pattern.n), static_cast<int>(pattern.m));
   } else {
-    out.layer = std::make_shared<prune::SparseLinear>(
-        prune::SparseLinear::unstructured(out.effective_weight, mask));
+    out.layer = std::make_shared<prune::SparseLinear>(prune::SparseLinear::unstructured(
+        out.effective_weight, mask, prune::UnstructuredFormat::fastest));
     out.form = cost::LayerForm::sparse_csr(out.sparsity, w.cols() <= 65536 ? 16 : 32);
   }
   return out;

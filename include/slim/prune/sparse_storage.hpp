@@ -3,7 +3,10 @@
 // offsets). NmMatrix: N:M compressed rows (n fp32 values of every m inputs, plus each value's
 // position inside its group in ceil(log2 m) bits, 2 bits for 2:4 as in NVIDIA's sparse tensor
 // core format), packed LSB-first into 32-bit words, floor(32 / bits) codes per word, each row
-// starting on a fresh word. bytes() counts every stored byte; bits_per_weight() divides by out*in.
+// starting on a fresh word. WindowedCsrMatrix: CSR whose column index is split into a window of
+// 32 inputs (one 8-bit count per row and window) and an 8-bit offset inside that window, so a
+// kernel holds the window's 32 inputs in two registers and selects from them with a permute
+// instead of a gather. bytes() counts every stored byte; bits_per_weight() divides by out*in.
 #pragma once
 
 #include <slim/core/checks.hpp>
@@ -103,6 +106,101 @@ class CsrMatrix {
   std::vector<std::uint32_t> row_offsets_;
   std::vector<std::uint16_t> indices16_;
   std::vector<std::uint32_t> indices32_;
+};
+
+// Unstructured sparse rows in windows of kWindow = 32 inputs: for every row and window the number
+// of kept entries (8 bits), and for every kept entry its fp32 value and its column offset inside
+// the window (8 bits), both in row-major, column-increasing order; 32-bit row offsets into the
+// entries. The entry arrays end with kPadding zero entries so that 16-wide loads past a row's
+// last entry (two 16-wide steps) stay inside the allocation (counted by bytes()). At 80% sparsity
+// it stores 0.2 * 40 + 8 / 32 = 8.25 bits per weight (CSR with 16-bit indices: 9.6).
+class WindowedCsrMatrix {
+ public:
+  static constexpr Index kWindow = 32;
+  static constexpr std::size_t kPadding = 32;
+
+  WindowedCsrMatrix() = default;
+
+  // The nonzero entries of W.
+  static WindowedCsrMatrix from_dense(const Eigen::Ref<const Matrix>& w) {
+    return build(
+        w, [&](Index r, Index c) { return w(r, c) != 0.0f; }, "WindowedCsrMatrix::from_dense");
+  }
+  // The entries of W that `mask` keeps (stored even when their value is zero).
+  static WindowedCsrMatrix from_mask(const Eigen::Ref<const Matrix>& w, const Mask& mask) {
+    require<ShapeError>(mask.rows() == w.rows() && mask.cols() == w.cols(),
+                        "WindowedCsrMatrix::from_mask: mask is ", mask.rows(), " x ", mask.cols(),
+                        "; expected W's ", w.rows(), " x ", w.cols());
+    return build(
+        w, [&](Index r, Index c) { return mask.kept(r, c); }, "WindowedCsrMatrix::from_mask");
+  }
+
+  Index rows() const { return rows_; }
+  Index cols() const { return cols_; }
+  Index windows_per_row() const { return (cols_ + kWindow - 1) / kWindow; }
+  Index nonzeros() const { return Index(values_.size() - (values_.empty() ? 0 : kPadding)); }
+
+  // Entry arrays (nonzeros() entries followed by kPadding zero entries).
+  const std::vector<float>& values() const { return values_; }
+  const std::vector<std::uint8_t>& offsets() const { return offsets_; }
+  // Kept entries of row r in window q: counts()[r * windows_per_row() + q].
+  const std::vector<std::uint8_t>& counts() const { return counts_; }
+  const std::vector<std::uint32_t>& row_offsets() const { return row_offsets_; }  // rows + 1
+
+  Matrix to_dense() const {
+    Matrix w = Matrix::Zero(rows_, cols_);
+    for (Index r = 0; r < rows_; ++r) {
+      std::size_t k = row_offsets_[std::size_t(r)];
+      for (Index q = 0; q < windows_per_row(); ++q) {
+        for (unsigned i = 0; i < counts_[std::size_t(r * windows_per_row() + q)]; ++i, ++k)
+          w(r, q * kWindow + offsets_[k]) = values_[k];
+      }
+    }
+    return w;
+  }
+
+  std::size_t bytes() const {
+    return values_.size() * sizeof(float) + offsets_.size() + counts_.size() +
+           row_offsets_.size() * sizeof(std::uint32_t);
+  }
+  double bits_per_weight() const {
+    return 8.0 * static_cast<double>(bytes()) / static_cast<double>(rows_ * cols_);
+  }
+
+ private:
+  template <typename Keep>
+  static WindowedCsrMatrix build(const Eigen::Ref<const Matrix>& w, Keep keep, const char* fn) {
+    require_nonempty(w, fn);
+    require_finite(w, fn);
+    WindowedCsrMatrix m;
+    m.rows_ = w.rows();
+    m.cols_ = w.cols();
+    const Index windows = m.windows_per_row();
+    m.counts_.assign(std::size_t(m.rows_ * windows), 0);
+    m.row_offsets_.reserve(std::size_t(m.rows_) + 1);
+    m.row_offsets_.push_back(0);
+    for (Index r = 0; r < m.rows_; ++r) {
+      for (Index c = 0; c < m.cols_; ++c) {
+        if (!keep(r, c)) continue;
+        m.values_.push_back(w(r, c));
+        m.offsets_.push_back(static_cast<std::uint8_t>(c % kWindow));
+        ++m.counts_[std::size_t(r * windows + c / kWindow)];
+      }
+      require<ShapeError>(m.values_.size() <= std::numeric_limits<std::uint32_t>::max(), fn,
+                          ": more than 2^32 stored entries");
+      m.row_offsets_.push_back(static_cast<std::uint32_t>(m.values_.size()));
+    }
+    m.values_.resize(m.values_.size() + kPadding, 0.0f);
+    m.offsets_.resize(m.offsets_.size() + kPadding, 0);
+    return m;
+  }
+
+  Index rows_ = 0;
+  Index cols_ = 0;
+  std::vector<float> values_;
+  std::vector<std::uint8_t> offsets_;
+  std::vector<std::uint8_t> counts_;
+  std::vector<std::uint32_t> row_offsets_;
 };
 
 class NmMatrix {

@@ -33,7 +33,7 @@ class Linear final : public LinearLayer {
   // sizes other than 32, a multiple of 64 or one group per row), for threads < 1, and on the
   // int8 path for groups whose int32 accumulator could overflow.
   explicit Linear(const QuantizedMatrix& weight, LinearOptions options = {})
-      : options_(options), scheme_name_(weight.scheme().name()) {
+      : quantized_(weight), options_(options), scheme_name_(weight.scheme().name()) {
     kernels::require_threads(options.threads, "quant::Linear");
     packed_ = kernels::pack(weight);
     if (options.activations == ActivationPath::int8)
@@ -68,6 +68,9 @@ class Linear final : public LinearLayer {
   }
 
   const kernels::PackedWeights& packed() const { return packed_; }
+  // The matrix the layer was built from (kept so that it can be saved bit-exactly; packing is
+  // deterministic, so Linear(quantized(), options()) runs identically).
+  const QuantizedMatrix& quantized() const { return quantized_; }
   const LinearOptions& options() const { return options_; }
   void set_threads(int threads) {
     kernels::require_threads(threads, "quant::Linear::set_threads");
@@ -75,6 +78,7 @@ class Linear final : public LinearLayer {
   }
 
  private:
+  QuantizedMatrix quantized_;
   kernels::PackedWeights packed_;
   LinearOptions options_;
   std::string scheme_name_;
