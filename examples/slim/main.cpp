@@ -354,8 +354,14 @@ std::vector<std::vector<std::string>> layer_speeds(
   for (const auto& r : rows) {
     const auto spec = format_of(r);
     if (!spec) {
-      out.push_back(
-          {r.name, r.family == "baseline" ? "dense fp32" : "(no single format)", "-", "-"});
+      bool dense = !r.report.layers.empty();
+      for (const auto& l : r.report.layers) {
+        dense = dense && l.form.format == slim::cost::Format::dense;
+      }
+      const char* label = r.family == "baseline" ? "dense fp32"
+                          : dense                ? "dense fp32, smaller matrices"
+                                                 : "(mixed formats)";
+      out.push_back({r.name, label, "-", "-"});
       continue;
     }
     const std::string name = r.has_kernel ? spec->name() : "dense fp32 (no kernel)";
@@ -480,10 +486,10 @@ int run_compare(const std::map<std::string, std::string>& a) {
     return 0;
   }
   const double base_bpb = rows.front().bits_per_byte;
-  std::printf("%-26s %6s %7s %6s %9s %7s %8s %6s %8s %9s %6s\n", "method", "bits/w", "size MB",
+  std::printf("%-34s %6s %7s %6s %9s %7s %8s %6s %8s %9s %6s\n", "method", "bits/w", "size MB",
               "sparse", "bits/byte", "change", "KL", "top-1", "ms/token", "uJ/token", "score");
   for (const auto& r : rows) {
-    std::printf("%-26s %6.2f %7.3f %5.0f%% %9.4f %+7.4f %8.5f %5.1f%% %7.3f%s %9.2f %6.3f\n",
+    std::printf("%-34s %6.2f %7.3f %5.0f%% %9.4f %+7.4f %8.5f %5.1f%% %7.3f%s %9.2f %6.3f\n",
                 r.name.c_str(), r.bits_per_weight, r.size_mb, 100.0 * r.sparsity, r.bits_per_byte,
                 r.bits_per_byte - base_bpb, r.mean_kl, 100.0 * r.top1_agreement, r.latency_ms,
                 r.has_kernel ? " " : "*", r.energy_uj, r.score);
