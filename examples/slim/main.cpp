@@ -57,7 +57,7 @@ const std::vector<Flag> kCommonFlags = {
     {"cache", "DIR", "cache folder for trained models ($SLIM_CACHE_DIR or ./slim-cache)", ""},
     {"corpus", "DIR", "fortunes folder", model::kFortunesDirectory},
     {"threads", "N", "OpenMP threads (0 = all cores)", "0"},
-    {"seed", "N", "random seed: training windows (train) or sampling (sample)", ""},
+    {"seed", "N", "random seed: training windows (train, compare's distillation) or sampling", ""},
     {"help", "", "show this help", ""},
 };
 
@@ -421,6 +421,7 @@ int run_compare(const std::map<std::string, std::string>& a) {
   slim::require<slim::ArgumentError>(kd_steps >= 0, "slim compare: --kd-steps ", kd_steps,
                                      " must be non-negative");
   model::DistillOptions kd;
+  if (!a.at("seed").empty()) kd.train.seed = static_cast<std::uint64_t>(to_long(a, "seed"));
   kd.train.progress = [](const model::TrainProgress& p) {
     std::fprintf(stderr, "\r  distillation step %ld/%ld, loss %.3f, %s left   ",
                  static_cast<long>(p.step), static_cast<long>(p.steps), p.smoothed_loss,

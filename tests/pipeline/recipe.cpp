@@ -2,12 +2,13 @@
 // stages on the trained test model (structured pruning + distillation + quantization of disjoint
 // layers), and the refusals (a layer compressed twice, distillation after a layer-wise stage,
 // a selection that matches nothing).
-#include <slim/pipeline/recipe.hpp>
+#include <slim/pipeline.hpp>
 
 #include "../support/reference_model.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -107,6 +108,54 @@ TEST(Recipe, RefusesToCompressALayerTwiceOrDistillCompressedLayers) {
   EXPECT_THROW(slim::pipeline::apply_recipe(original, late, context(calib)), slim::ArgumentError);
   const auto nothing = parse_recipe(R"({"stages": [{"method": "rtn", "layers": "^attn"}]})");
   EXPECT_THROW(slim::pipeline::apply_recipe(original, nothing, context(calib)),
+               slim::ArgumentError);
+}
+
+}  // namespace
+
+namespace {
+
+// The two compositions inside one layer: low-rank then quantize the factors (a real kernel), and
+// prune then quantize the survivors (no kernel: fp32 sparse values run, the packed size counted).
+TEST(Recipe, ComposesQuantizedFactorsAndQuantizedSurvivorsAndTheFileKeepsThem) {
+  const auto& original = slim::test::reference_model();
+  const auto calib = slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
+                                                      original.config().seq_len, 4);
+  const auto recipe = parse_recipe(R"({"stages": [
+    {"method": "svd-llm", "budget": 0.5, "bits": 8, "layers": "attention"},
+    {"method": "sparsegpt", "pattern": "2:4", "bits": 4, "layers": "mlp"}]})");
+  const auto r = slim::pipeline::apply_recipe(original, recipe, context(calib));
+  EXPECT_FALSE(r.has_kernel);
+  for (const auto& l : r.report.layers) {
+    const auto layer = r.model.replacement(l.name);
+    ASSERT_NE(layer, nullptr);
+    if (l.name.find("attention") != std::string::npos) {
+      EXPECT_NE(dynamic_cast<const slim::lowrank::QuantizedLinear*>(layer.get()), nullptr);
+    } else {
+      const auto* sparse = dynamic_cast<const slim::prune::SparseLinear*>(layer.get());
+      ASSERT_NE(sparse, nullptr) << l.name;
+      // Half the weights survive at 4 bits with 2-bit positions: well under the fp32 N:M
+      // storage (32 + 2 bits per survivor), with the group scales on top.
+      EXPECT_LT(l.bytes, sparse->bytes() / 4) << l.name;
+      EXPECT_NEAR(l.sparsity, 0.5, 1e-9);
+    }
+  }
+  const std::string path = ::testing::TempDir() + "/slim_recipe_composed.safetensors";
+  slim::pipeline::save_compressed_model(path, r.model);
+  const auto loaded = slim::pipeline::load_compressed_model(path);
+  const auto tokens = slim::test::reference_validation(1).inputs;
+  const Matrix a = r.model.forward(tokens);
+  const Matrix b = loaded.forward(tokens);
+  EXPECT_EQ((a - b).cwiseAbs().maxCoeff(), 0.0f);
+  EXPECT_NE(dynamic_cast<const slim::lowrank::QuantizedLinear*>(
+                loaded.replacement("layers.0.attention.wq").get()),
+            nullptr);
+  std::remove(path.c_str());
+}
+
+TEST(Recipe, RefusesFactorWidthsWithoutAKernel) {
+  EXPECT_THROW(parse_recipe(R"({"stages": [{"method": "svd", "bits": 3}]})"), slim::ArgumentError);
+  EXPECT_THROW(parse_recipe(R"({"stages": [{"method": "sparsegpt", "bits": 9}]})"),
                slim::ArgumentError);
 }
 

@@ -9,6 +9,7 @@
 #include <slim/calib/hessian.hpp>
 #include <slim/lowrank/activation_aware.hpp>
 #include <slim/lowrank/linear.hpp>
+#include <slim/lowrank/quantized_linear.hpp>
 #include <slim/pipeline/sequential.hpp>
 #include <slim/prune/magnitude.hpp>
 #include <slim/prune/sparse_linear.hpp>
@@ -225,6 +226,60 @@ inline Method svd_llm_method(double budget) {
             const Index r = lowrank::rank_for_budget(in.weight.rows(), in.weight.cols(), budget);
             return detail::lowrank_layer(
                 lowrank::svd_llm(in.weight, detail::hessian_of(in.activations), r).factors);
+          }};
+}
+
+// Low-rank then quantize the factors: SVD-LLM (or plain SVD) at the rank that keeps `budget` of
+// the parameters, rounded down to a multiple of the group for grouped schemes, then GPTQ of V
+// and U (lowrank::gptq_factors), both products on quant::Linear's int8-activation kernels.
+inline Method quantized_lowrank_method(double budget, const quant::Scheme& scheme, bool whitened,
+                                       const MethodOptions& o = {}) {
+  return {std::string(whitened ? "SVD-LLM " : "SVD ") +
+              std::to_string(static_cast<int>(budget * 100 + 0.5)) + "% params, " + scheme.name() +
+              " factors",
+          "low-rank", true, [=](const LayerInput& in) {
+            const calib::Hessian h = detail::hessian_of(in.activations);
+            const Index r = lowrank::quantizable_rank(
+                lowrank::rank_for_budget(in.weight.rows(), in.weight.cols(), budget), scheme);
+            const lowrank::Factors f = whitened ? lowrank::svd_llm(in.weight, h, r).factors
+                                                : lowrank::truncated_svd(in.weight, r).factors;
+            quant::GptqOptions options;
+            options.scheme = scheme;
+            const lowrank::QuantizedFactors q = lowrank::gptq_factors(f, h, options);
+            CompressedLayer out;
+            out.effective_weight = q.dequantize().reconstruct();
+            out.form = cost::LayerForm::low_rank(r);
+            out.form.value_bits = scheme.bits;
+            out.layer = std::make_shared<lowrank::QuantizedLinear>(
+                q, quant::LinearOptions{.activations = quant::ActivationPath::int8,
+                                        .threads = o.threads});
+            return out;
+          }};
+}
+
+// Prune then quantize the survivors in the same sweep (SparseGPT's joint mode). There is no
+// kernel for quantized sparse values: the layer runs the fp32 sparse kernel on the dequantized
+// survivors (`has_kernel = false`), and its size is that of the packed format — the survivors'
+// codes, their positions (16-bit column indices, or 2 bits each for 2:4) and the group scales.
+inline Method sparsegpt_quantized_method(const prune::Pattern& pattern,
+                                         const quant::Scheme& scheme) {
+  return {"SparseGPT " + pattern_name(pattern) + " + " + scheme.name(), "pruning", false,
+          [pattern, scheme](const LayerInput& in) {
+            prune::SparseGptOptions options;
+            options.pattern = pattern;
+            options.scheme = scheme;
+            const auto result =
+                prune::sparsegpt(in.weight, detail::hessian_of(in.activations).matrix(), options);
+            CompressedLayer out = detail::sparse_layer(result.weight, result.mask, pattern);
+            const auto kept = static_cast<std::size_t>(result.mask.kept_count());
+            const std::size_t codes = (kept * static_cast<std::size_t>(scheme.bits) + 7) / 8;
+            const std::size_t positions =
+                pattern.kind == prune::PatternKind::n_m ? (kept * 2 + 7) / 8 : kept * 2;
+            const quant::QuantizedMatrix& q = *result.quantized;
+            const std::size_t params =
+                q.bytes() - static_cast<std::size_t>(q.rows()) * q.row_stride_bytes();
+            out.stored_bytes = codes + positions + params;
+            return out;
           }};
 }
 

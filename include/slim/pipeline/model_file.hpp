@@ -34,6 +34,7 @@
 #include <slim/io/safetensors.hpp>
 #include <slim/io/tensor.hpp>
 #include <slim/lowrank/linear.hpp>
+#include <slim/lowrank/quantized_linear.hpp>
 #include <slim/model/transformer.hpp>
 #include <slim/pipeline/methods.hpp>
 #include <slim/prune/mask.hpp>
@@ -572,6 +573,42 @@ inline bool put_dense_layer(io::TensorMap& map, const std::string& prefix, const
   return true;
 }
 
+// ---- quantized_lowrank: lowrank::QuantizedLinear (each factor as a quantized matrix) -------
+
+inline bool put_quantized_lowrank_layer(io::TensorMap& map, const std::string& prefix,
+                                        const LinearLayer& layer, int) {
+  const auto* q = dynamic_cast<const lowrank::QuantizedLinear*>(&layer);
+  if (q == nullptr) return false;
+  io::put_quantized(map, prefix + ".U", q->u_layer().quantized());
+  io::put_quantized(map, prefix + ".V", q->v_layer().quantized());
+  map.metadata[prefix + ".activations"] =
+      q->options().activations == quant::ActivationPath::int8 ? "int8" : "fp32";
+  return true;
+}
+
+inline LoadedLayer get_quantized_lowrank_layer(const LayerSlot& s) {
+  const std::string& path = io::detail::metadata_field(s.map, s.prefix + ".activations");
+  require<FormatError>(path == "int8" || path == "fp32", "metadata '", s.prefix,
+                       ".activations' is '", path, "'; expected int8 or fp32");
+  lowrank::QuantizedFactors f{io::get_quantized(s.map, s.prefix + ".U"),
+                              io::get_quantized(s.map, s.prefix + ".V")};
+  require<FormatError>(
+      f.U.rows() == s.out_features && f.V.cols() == s.in_features && f.U.cols() == f.V.rows(),
+      "layer '", s.prefix, "': factors are ", f.U.rows(), " x ", f.U.cols(), " and ", f.V.rows(),
+      " x ", f.V.cols(), "; expected ", s.out_features, " x r and r x ", s.in_features);
+  quant::LinearOptions options;
+  options.activations = path == "int8" ? quant::ActivationPath::int8 : quant::ActivationPath::fp32;
+  options.threads = s.options.threads;
+  LoadedLayer out;
+  out.effective_weight = f.dequantize().reconstruct();
+  try {
+    out.layer = std::make_shared<lowrank::QuantizedLinear>(f, options);
+  } catch (const ArgumentError& e) {
+    throw FormatError(slim::detail::concat("layer '", s.prefix, "': ", e.what()));
+  }
+  return out;
+}
+
 inline LoadedLayer get_dense_layer(const LayerSlot& s) {
   LoadedLayer out;
   out.effective_weight = f32_matrix(s.map, s.prefix + ".weight", s.out_features, s.in_features);
@@ -588,6 +625,7 @@ inline const std::vector<LayerCodec>& layer_codecs() {
       {"nm", put_nm_layer, get_nm_layer},
       {"lowrank", put_lowrank_layer, get_lowrank_layer},
       {"input_scaled", put_input_scaled_layer, get_input_scaled_layer},
+      {"quantized_lowrank", put_quantized_lowrank_layer, get_quantized_lowrank_layer},
       {"dense", put_dense_layer, get_dense_layer},
   };
   return codecs;

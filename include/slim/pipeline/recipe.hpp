@@ -9,14 +9,15 @@
 //               {"method": "sparsegpt", "pattern": "2:4", "layers": "mlp"}]}
 //
 // Layer-wise methods (rtn, gptq, awq, nf4, magnitude, wanda, sparsegpt, svd, svd-llm) compress the
-// selected layers with sequential calibration; `layers` is "all" (every linear layer but the
-// classifier, the default), "attention", "mlp", or a regular expression searched in layer names
-// such as "layers.0.attention.wq". Whole-model methods: "minitron-mlp" (width pruning of the MLP,
-// `fraction`), "distill" (KD from the original model, `steps`, `temperature`, `alpha`, `lr`,
-// `batch`) and "mixed-precision" (`bits_per_weight`, `candidates`, `gptq`). Stages compose in
-// order: structured pruning and distillation first (they need dense layers), then layer-wise
-// stages on disjoint layers. A layer compressed by an earlier stage cannot be selected again:
-// that is an error, not a silent overwrite.
+// selected layers with sequential calibration; "bits" on sparsegpt prunes then quantizes the
+// survivors in one sweep, and on svd / svd-llm quantizes the factors (GPTQ, 4 or 8 bits); `layers`
+// is "all" (every linear layer but the classifier, the default), "attention", "mlp", or a regular
+// expression searched in layer names such as "layers.0.attention.wq". Whole-model methods:
+// "minitron-mlp" (width pruning of the MLP, `fraction`), "distill" (KD from the original model,
+// `steps`, `temperature`, `alpha`, `lr`, `batch`) and "mixed-precision" (`bits_per_weight`,
+// `candidates`, `gptq`). Stages compose in order: structured pruning and distillation first (they
+// need dense layers), then layer-wise stages on disjoint layers. A layer compressed by an earlier
+// stage cannot be selected again: that is an error, not a silent overwrite.
 #pragma once
 
 #include <slim/core/error.hpp>
@@ -62,9 +63,9 @@ inline const std::map<std::string, std::map<std::string, double>>& stage_default
       {"nf4", {}},
       {"magnitude", {{"sparsity", 0.5}}},
       {"wanda", {{"sparsity", 0.5}}},
-      {"sparsegpt", {{"sparsity", 0.5}}},
-      {"svd", {{"budget", 0.5}}},
-      {"svd-llm", {{"budget", 0.5}}},
+      {"sparsegpt", {{"sparsity", 0.5}, {"bits", 0}, {"group_size", 32}}},
+      {"svd", {{"budget", 0.5}, {"bits", 0}, {"group_size", 32}}},
+      {"svd-llm", {{"budget", 0.5}, {"bits", 0}, {"group_size", 32}}},
       {"minitron-mlp", {{"fraction", 0.25}}},
       {"distill",
        {{"steps", 200}, {"temperature", 2.0}, {"alpha", 0.5}, {"lr", 1e-3}, {"batch", 16}}},
@@ -114,6 +115,19 @@ inline prune::Pattern stage_pattern(std::size_t i, const Stage& s) {
   return prune::Pattern::n_m(n, m);
 }
 
+// The scheme a composed stage quantizes with ("bits" on sparsegpt, svd, svd-llm): 8 bits per
+// channel, fewer in groups of group_size.
+inline quant::Scheme composed_scheme(std::size_t i, const Stage& s) {
+  const double bits = stage_number(s, "bits");
+  require<ArgumentError>(bits >= 2 && bits <= 8 && bits == std::floor(bits), stage_label(i, s),
+                         ": bits ", bits, " must be an integer in 2..8 (or 0: no quantization)");
+  const auto group = static_cast<Index>(stage_number(s, "group_size"));
+  require<ArgumentError>(group >= 1, stage_label(i, s), ": group_size ", group,
+                         " must be positive");
+  if (bits == 8) return quant::int8_per_channel();
+  return quant::Scheme{.bits = static_cast<int>(bits), .group_size = group};
+}
+
 inline Method stage_method(std::size_t i, const Stage& s, int threads) {
   MethodOptions o;
   o.threads = threads;
@@ -136,11 +150,18 @@ inline Method stage_method(std::size_t i, const Stage& s, int threads) {
                            p.sparsity, " is outside [0, 1)");
     if (s.method == "magnitude") return magnitude_method(p);
     if (s.method == "wanda") return wanda_method(p);
-    return sparsegpt_method(p);
+    if (stage_number(s, "bits") == 0) return sparsegpt_method(p);
+    return sparsegpt_quantized_method(p, composed_scheme(i, s));
   }
   const double budget = stage_number(s, "budget");
   require<ArgumentError>(budget > 0.0 && budget <= 1.0, stage_label(i, s), ": budget ", budget,
                          " is outside (0, 1]");
+  if (stage_number(s, "bits") != 0) {
+    const quant::Scheme scheme = composed_scheme(i, s);
+    require<ArgumentError>(scheme.bits == 4 || scheme.bits == 8, stage_label(i, s), ": bits ",
+                           scheme.bits, " for the factors must be 4 or 8 (the kernels' widths)");
+    return quantized_lowrank_method(budget, scheme, s.method == "svd-llm", o);
+  }
   if (s.method == "svd") return svd_method(budget);
   return svd_llm_method(budget);
 }
