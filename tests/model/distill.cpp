@@ -5,6 +5,7 @@
 #include <slim/pipeline/model_methods.hpp>
 
 #include "../support/reference_model.hpp"
+#include "../support/tiny_model.hpp"
 
 #include <gtest/gtest.h>
 
@@ -24,38 +25,10 @@ using slim::model::TokenBatch;
 using slim::model::Transformer;
 using slim::model::Weights;
 
-Config tiny_config() {
-  return Config{.dim = 16,
-                .hidden_dim = 24,
-                .n_layers = 2,
-                .n_heads = 4,
-                .n_kv_heads = 2,
-                .vocab_size = 11,
-                .seq_len = 8,
-                .shared_classifier = false};
-}
+Config tiny_config() { return slim::test::tiny_config(false); }
 
-Weights lively_weights(const Config& c, std::uint64_t seed) {
-  Weights w = Weights::random(c, seed);
-  slim::random::Generator gen(seed + 1);
-  w.for_each_parameter([&](const std::string& name, auto p) {
-    const bool gain = name.find("norm") != std::string::npos;
-    for (Index i = 0; i < p.size(); ++i) {
-      p.data()[i] = gain ? static_cast<float>(1.0 + 0.3 * gen.normal())
-                         : static_cast<float>(0.35 * gen.normal());
-    }
-  });
-  return w;
-}
-
-TokenBatch random_tokens(Index rows, Index cols, Index vocab, std::uint64_t seed) {
-  slim::random::Generator gen(seed);
-  TokenBatch t(rows, cols);
-  for (Index i = 0; i < t.size(); ++i) {
-    t.data()[i] = static_cast<std::int32_t>(gen.below(static_cast<std::uint64_t>(vocab)));
-  }
-  return t;
-}
+using slim::test::lively_weights;
+using slim::test::random_tokens;
 
 // The loss distillation_loss_and_gradient differentiates, written out from the forward logits:
 // the mean over sequences of DistilBERT's alpha * CE + (1 - alpha) * T^2 KL.

@@ -2,6 +2,8 @@
 // the KV-cache decode against the full forward, hooks, layer replacement and bad input.
 #include <slim/model.hpp>
 
+#include "../support/tiny_model.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,39 +21,9 @@ using slim::model::TokenBatch;
 using slim::model::Transformer;
 using slim::model::Weights;
 
-Config tiny_config(bool shared) {
-  return Config{.dim = 16,
-                .hidden_dim = 24,
-                .n_layers = 2,
-                .n_heads = 4,
-                .n_kv_heads = 2,
-                .vocab_size = 11,
-                .seq_len = 8,
-                .shared_classifier = shared};
-}
-
-// Weights with large enough entries that attention is far from uniform and every gain matters.
-Weights lively_weights(const Config& c, std::uint64_t seed) {
-  Weights w = Weights::random(c, seed);
-  slim::random::Generator gen(seed + 1);
-  w.for_each_parameter([&](const std::string& name, auto p) {
-    const bool gain = name.find("norm") != std::string::npos;
-    for (Index i = 0; i < p.size(); ++i) {
-      p.data()[i] = gain ? static_cast<float>(1.0 + 0.3 * gen.normal())
-                         : static_cast<float>(0.35 * gen.normal());
-    }
-  });
-  return w;
-}
-
-TokenBatch random_tokens(Index rows, Index cols, Index vocab, std::uint64_t seed) {
-  slim::random::Generator gen(seed);
-  TokenBatch t(rows, cols);
-  for (Index i = 0; i < t.size(); ++i) {
-    t.data()[i] = static_cast<std::int32_t>(gen.below(static_cast<std::uint64_t>(vocab)));
-  }
-  return t;
-}
+using slim::test::lively_weights;
+using slim::test::random_tokens;
+using slim::test::tiny_config;
 
 // Central differences of the mean loss for a spread of entries of every parameter.
 void expect_gradients_match_finite_differences(bool shared) {
