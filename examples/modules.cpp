@@ -1,6 +1,12 @@
 // One short use of every module on one layer with structured activations: the README's snippets,
 // compiled and run so that they cannot rot.
-#include <slim/slim.hpp>
+#include <slim/calib.hpp>
+#include <slim/core.hpp>
+#include <slim/cost.hpp>
+#include <slim/distill.hpp>
+#include <slim/lowrank.hpp>
+#include <slim/prune.hpp>
+#include <slim/quant.hpp>
 
 #include <cstdio>
 

@@ -1,5 +1,6 @@
 // Quantize one layer to 4 bits and see what it costs: the five lines a user copies.
-#include <slim/slim.hpp>
+#include <slim/core.hpp>
+#include <slim/quant.hpp>
 
 #include <cstdio>
 

@@ -69,7 +69,7 @@ Matrix closed_form_low_rank(const Layer& layer, Index rank) {
 }
 
 // These checks are small; Eigen's OpenMP threads only add contention on a shared machine.
-const int kSingleThreaded = (Eigen::setNbThreads(1), 0);
+const int kTrainerSingleThreaded = (Eigen::setNbThreads(1), 0);
 
 TEST(LayerwiseTrainer, LowRankDistillationBeatsSvdInitAndApproachesTheWhitenedOptimum) {
   const Layer layer = make_layer(512, 64, 48, 7);

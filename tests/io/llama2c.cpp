@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "support/test_files.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,32 +15,14 @@
 
 namespace {
 
+using slim::test::format_error_of;
+using slim::test::temp_path;
+
 using slim::Index;
 using slim::Matrix;
 using slim::model::Config;
 using slim::model::Weights;
 using testing::HasSubstr;
-
-std::string temp_path(const std::string& suffix) {
-  const auto dir = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "io_test_files";
-  std::filesystem::create_directories(dir);
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return (dir / (std::string(info->test_suite_name()) + "." + info->name() + suffix)).string();
-}
-
-template <typename F>
-std::string format_error_of(F&& f) {
-  try {
-    f();
-  } catch (const slim::FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected FormatError, got: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected FormatError, nothing was thrown";
-  return "";
-}
 
 std::vector<std::uint8_t> header_bytes(const std::vector<std::int32_t>& ints) {
   std::vector<std::uint8_t> b;

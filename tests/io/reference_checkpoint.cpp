@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/test_files.hpp"
+
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -14,14 +16,9 @@
 
 namespace {
 
-using slim::Matrix;
+using slim::test::temp_path;
 
-std::string temp_path(const std::string& suffix) {
-  const auto dir = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "io_test_files";
-  std::filesystem::create_directories(dir);
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return (dir / (std::string(info->test_suite_name()) + "." + info->name() + suffix)).string();
-}
+using slim::Matrix;
 
 std::vector<Matrix> parameters(const slim::model::Weights& w) {
   std::vector<Matrix> out;

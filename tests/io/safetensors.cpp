@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "support/test_files.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +16,9 @@
 #include <vector>
 
 namespace {
+
+using slim::test::format_error_of;
+using slim::test::temp_path;
 
 using slim::Matrix;
 using slim::io::DType;
@@ -36,28 +41,6 @@ std::vector<std::uint8_t> make_file(const std::string& header,
   std::copy(data.begin(), data.end(),
             file.begin() + 8 + static_cast<std::ptrdiff_t>(header.size()));
   return file;
-}
-
-std::string temp_path(const std::string& suffix) {
-  const auto dir = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "io_test_files";
-  std::filesystem::create_directories(dir);
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-  return (dir / (std::string(info->test_suite_name()) + "." + info->name() + suffix)).string();
-}
-
-// The error message a FormatError carries (fails the test if another exception or none is thrown).
-template <typename F>
-std::string format_error_of(F&& f) {
-  try {
-    f();
-  } catch (const slim::FormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected FormatError, got: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected FormatError, nothing was thrown";
-  return "";
 }
 
 std::string parse_error(const std::vector<std::uint8_t>& file) {

@@ -30,12 +30,6 @@ namespace io = slim::io;
 namespace pipeline = slim::pipeline;
 using slim::model::Transformer;
 
-slim::model::TokenBatch calibration_windows(Index windows) {
-  return slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                          slim::test::reference_model().config().seq_len, windows)
-      .inputs;
-}
-
 std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "slim_model_file_" + name + ".safetensors";
 }
@@ -57,7 +51,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 const Transformer& mixed_model() {
   static const Transformer m = [] {
     Transformer model = slim::test::reference_model();
-    const auto calibration = calibration_windows(2);
+    const auto calibration = slim::test::reference_calibration(2).inputs;
     const std::vector<std::pair<std::string, pipeline::Method>> plan = {
         {".wq", pipeline::rtn_method(4)},
         {".wk", pipeline::magnitude_method(slim::prune::Pattern::unstructured(0.5))},
@@ -153,7 +147,8 @@ TEST(ModelFile, EveryPipelineLayerKindRoundTripsWithIdenticalLogits) {
 
 TEST(ModelFile, FourBitFileIsMuchSmallerThanFp32) {
   Transformer model = slim::test::reference_model();
-  pipeline::compress_sequential(model, calibration_windows(2), pipeline::rtn_method(4).compress,
+  pipeline::compress_sequential(model, slim::test::reference_calibration(2).inputs,
+                                pipeline::rtn_method(4).compress,
                                 [](const std::string&) { return true; });
   const std::string dense_path = temp_path("fp32");
   const std::string packed_path = temp_path("int4");

@@ -20,15 +20,9 @@ using slim::Index;
 using slim::Matrix;
 using slim::model::Transformer;
 
-slim::model::TokenPairs calibration(Index windows) {
-  const Transformer& m = slim::test::reference_model();
-  return slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                          m.config().seq_len, windows);
-}
-
 TEST(MlpWidthPruning, EqualsTheOriginalWithThePrunedNeuronsSilenced) {
   const Transformer& original = slim::test::reference_model();
-  const auto calib = calibration(4);
+  const auto calib = slim::test::reference_calibration(4);
   const auto pruned = slim::pipeline::prune_mlp_width(original, calib.inputs, 0.25);
   const Index hidden = original.config().hidden_dim;
   EXPECT_EQ(pruned.model.config().hidden_dim, hidden - hidden / 4);
@@ -51,7 +45,7 @@ TEST(MlpWidthPruning, EqualsTheOriginalWithThePrunedNeuronsSilenced) {
 
 TEST(MlpWidthPruning, KeepsTheNeuronsWithTheLargestActivationNorm) {
   const Transformer& original = slim::test::reference_model();
-  const auto calib = calibration(4);
+  const auto calib = slim::test::reference_calibration(4);
   const auto pruned = slim::pipeline::prune_mlp_width(original, calib.inputs, 0.5);
   // Brute force: the SwiGLU activation of layer l from the hook's input to W1, recomputed here.
   for (Index l = 0; l < original.config().n_layers; ++l) {
@@ -113,7 +107,7 @@ TEST(MlpWidthPruning, ComparisonRowReportsTheSmallerModel) {
 
 TEST(MlpWidthPruning, BadInputThrowsTypedErrors) {
   const Transformer& original = slim::test::reference_model();
-  const auto calib = calibration(1);
+  const auto calib = slim::test::reference_calibration(1);
   EXPECT_THROW(slim::pipeline::prune_mlp_width(original, calib.inputs, 0.0), slim::ArgumentError);
   EXPECT_THROW(slim::pipeline::prune_mlp_width(original, calib.inputs, 1.0), slim::ArgumentError);
   EXPECT_THROW(slim::pipeline::prune_mlp_width(original, calib.inputs, 0.001), slim::ArgumentError);

@@ -13,12 +13,6 @@ namespace {
 using slim::Matrix;
 namespace pipeline = slim::pipeline;
 
-slim::model::TokenBatch calibration_windows(slim::Index windows) {
-  return slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                          slim::test::reference_model().config().seq_len, windows)
-      .inputs;
-}
-
 pipeline::Compressor identity() {
   return [](const pipeline::LayerInput& in) {
     pipeline::CompressedLayer out;
@@ -32,8 +26,8 @@ pipeline::Compressor identity() {
 TEST(Sequential, IdentityCompressorReplacesTheSelectedLayersAndChangesNothing) {
   const slim::model::Transformer& original = slim::test::reference_model();
   slim::model::Transformer m = original;
-  const auto report =
-      pipeline::compress_sequential(m, calibration_windows(4), identity(), pipeline::mlp_only);
+  const auto report = pipeline::compress_sequential(m, slim::test::reference_calibration(4).inputs,
+                                                    identity(), pipeline::mlp_only);
   ASSERT_EQ(report.layers.size(), 3u * static_cast<std::size_t>(original.config().n_layers));
   for (const auto& layer : report.layers) {
     EXPECT_NE(layer.name.find("feed_forward"), std::string::npos);
@@ -41,7 +35,7 @@ TEST(Sequential, IdentityCompressorReplacesTheSelectedLayersAndChangesNothing) {
     EXPECT_EQ(layer.output_error, 0.0);
   }
   EXPECT_EQ(m.replacement("layers.0.attention.wq"), nullptr);
-  const auto tokens = calibration_windows(2);
+  const auto tokens = slim::test::reference_calibration(2).inputs;
   EXPECT_LT(slim::metrics::relative_frobenius(original.forward(tokens), m.forward(tokens)), 1e-6);
   EXPECT_GT(report.peak_activation_bytes, 0u);
 }
@@ -50,7 +44,7 @@ TEST(Sequential, LaterLayersAreCalibratedOnTheCompressedModelsActivations) {
   // Capture what layer 1's w1 receives after layer 0 was compressed with 3-bit RTN: it must
   // equal what the compressor was handed, and differ from the original model's activations.
   slim::model::Transformer m = slim::test::reference_model();
-  const auto tokens = calibration_windows(2);
+  const auto tokens = slim::test::reference_calibration(2).inputs;
   Matrix handed;
   const pipeline::Method rtn3 = pipeline::rtn_method(3);
   pipeline::compress_sequential(m, tokens, [&](const pipeline::LayerInput& in) {
@@ -72,7 +66,7 @@ TEST(Sequential, LaterLayersAreCalibratedOnTheCompressedModelsActivations) {
 void expect_better_on_every_layer(const pipeline::Method& aware, const pipeline::Method& blind) {
   slim::model::Transformer a = slim::test::reference_model();
   slim::model::Transformer b = slim::test::reference_model();
-  const auto tokens = calibration_windows(8);
+  const auto tokens = slim::test::reference_calibration(8).inputs;
   const auto ra = pipeline::compress_sequential(a, tokens, aware.compress);
   const auto rb = pipeline::compress_sequential(b, tokens, blind.compress);
   ASSERT_EQ(ra.layers.size(), rb.layers.size());
@@ -142,11 +136,11 @@ TEST(Pipeline, BadInputThrowsTypedErrors) {
   slim::model::Transformer m = slim::test::reference_model();
   EXPECT_THROW(pipeline::compress_sequential(m, slim::model::TokenBatch(0, 0), identity()),
                slim::ArgumentError);
-  EXPECT_THROW(pipeline::compress_sequential(m, calibration_windows(1), identity(),
-                                             [](const std::string&) { return false; }),
+  EXPECT_THROW(pipeline::compress_sequential(m, slim::test::reference_calibration(1).inputs,
+                                             identity(), [](const std::string&) { return false; }),
                slim::ArgumentError);
   EXPECT_THROW(pipeline::compress_sequential(
-                   m, calibration_windows(1),
+                   m, slim::test::reference_calibration(1).inputs,
                    [](const pipeline::LayerInput&) { return pipeline::CompressedLayer{}; }),
                slim::ShapeError);
 }

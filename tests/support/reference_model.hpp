@@ -45,6 +45,12 @@ inline model::TokenPairs reference_validation(Index windows = 16) {
                                     reference_model().config().seq_len, windows);
 }
 
+// The first `windows` training windows of seq_len tokens: calibration data for the reference model.
+inline model::TokenPairs reference_calibration(Index windows) {
+  return model::consecutive_windows(reference_corpus().train_tokens,
+                                    reference_model().config().seq_len, windows);
+}
+
 // Input activations (rows x in_features) of the named linear layer of the reference model, e.g.
 // "layers.1.feed_forward.w2", on the first validation windows: real calibration data with the
 // outlier channels and correlations of a trained model. At most `max_rows` rows (whole windows).
