@@ -114,8 +114,7 @@ TEST(ModelDistillation, PureKdOfAStudentEqualToItsTeacherHasZeroLossAndGradient)
 TEST(ModelDistillation, RecoversPartOfTheStructuredPruningLossOnTheTestModel) {
   const Transformer& teacher = slim::test::reference_model();
   const auto& corpus = slim::test::reference_corpus();
-  const auto calibration =
-      slim::model::consecutive_windows(corpus.train_tokens, teacher.config().seq_len, 8);
+  const auto calibration = slim::test::reference_calibration(8);
   Transformer student = slim::pipeline::prune_mlp_width(teacher, calibration.inputs, 0.5).model;
   slim::model::EvalOptions eval;
   eval.max_windows = 16;

@@ -94,8 +94,7 @@ TEST(MixedPrecisionAllocation, CoarseUnitsStayWithinBudgetAndErrorFallsWithBudge
 
 TEST(MixedPrecisionOnTestModel, PlanLiesBetweenTheUniformWidthsAndRowKeepsTheBudget) {
   const auto& m = slim::test::reference_model();
-  const auto& corpus = slim::test::reference_corpus();
-  const auto calib = slim::model::consecutive_windows(corpus.train_tokens, m.config().seq_len, 4);
+  const auto calib = slim::test::reference_calibration(4);
   slim::pipeline::MixedPrecisionOptions o;
   o.bits = {3, 4};
   o.gptq = false;
@@ -121,8 +120,8 @@ TEST(MixedPrecisionOnTestModel, PlanLiesBetweenTheUniformWidthsAndRowKeepsTheBud
   c.eval_windows = 2;
   c.latency_tokens = 2;
   c.latency_repetitions = 1;
-  const auto rows =
-      slim::pipeline::compare(m, corpus, {}, c, {slim::pipeline::mixed_precision_method(o)});
+  const auto rows = slim::pipeline::compare(m, slim::test::reference_corpus(), {}, c,
+                                            {slim::pipeline::mixed_precision_method(o)});
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_LE(rows[1].bits_per_weight, 4.3);
   EXPECT_GT(rows[1].bits_per_weight, 3.5);
@@ -140,8 +139,7 @@ TEST(MixedPrecision, BadInputThrowsTypedErrors) {
   nan.error[0][0] = std::nan("");
   EXPECT_THROW(allocate_under_budget(nan.error, nan.bytes, 100), slim::ArgumentError);
   const auto& m = slim::test::reference_model();
-  const auto calib = slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                                      m.config().seq_len, 1);
+  const auto calib = slim::test::reference_calibration(1);
   slim::pipeline::MixedPrecisionOptions o;
   o.bits = {9};
   EXPECT_THROW(slim::pipeline::plan_mixed_precision(m, calib.inputs, o), slim::ArgumentError);

@@ -76,8 +76,7 @@ TEST(Recipe, BadRecipesNameTheStageAndTheKey) {
 
 TEST(Recipe, ComposesStructuredPruningDistillationAndLayerwiseStages) {
   const auto& original = slim::test::reference_model();
-  const auto calib = slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                                      original.config().seq_len, 4);
+  const auto calib = slim::test::reference_calibration(4);
   const auto recipe = parse_recipe(R"({"name": "t",
     "stages": [{"method": "minitron-mlp", "fraction": 0.25},
                {"method": "distill", "steps": 2, "batch": 2},
@@ -119,8 +118,7 @@ namespace {
 // prune then quantize the survivors (no kernel: fp32 sparse values run, the packed size counted).
 TEST(Recipe, ComposesQuantizedFactorsAndQuantizedSurvivorsAndTheFileKeepsThem) {
   const auto& original = slim::test::reference_model();
-  const auto calib = slim::model::consecutive_windows(slim::test::reference_corpus().train_tokens,
-                                                      original.config().seq_len, 4);
+  const auto calib = slim::test::reference_calibration(4);
   const auto recipe = parse_recipe(R"({"stages": [
     {"method": "svd-llm", "budget": 0.5, "bits": 8, "layers": "attention"},
     {"method": "sparsegpt", "pattern": "2:4", "bits": 4, "layers": "mlp"}]})");

@@ -258,20 +258,35 @@ void check_csr(const std::vector<std::uint32_t>& offsets, const std::vector<Colu
 
 // ---- quantized: quant::Linear ----------------------------------------------------------------
 
+// The activation path of a layer on quant::Linear's kernels, kept as metadata
+// "<prefix>.activations" ("int8" or "fp32") by the quantized and quantized_lowrank codecs.
+inline void put_activation_path(io::TensorMap& map, const std::string& prefix,
+                                quant::ActivationPath path) {
+  map.metadata[prefix + ".activations"] = path == quant::ActivationPath::int8 ? "int8" : "fp32";
+}
+
+// quant::Linear options for a loaded layer: its stored activation path, the loader's threads.
+inline quant::LinearOptions linear_options(const LayerSlot& s) {
+  const std::string& path = io::detail::metadata_field(s.map, s.prefix + ".activations");
+  require<FormatError>(path == "int8" || path == "fp32", "metadata '", s.prefix,
+                       ".activations' is '", path, "'; expected int8 or fp32");
+  quant::LinearOptions options;
+  options.activations = path == "int8" ? quant::ActivationPath::int8 : quant::ActivationPath::fp32;
+  options.threads = s.options.threads;
+  return options;
+}
+
 inline bool put_quantized_layer(io::TensorMap& map, const std::string& prefix,
                                 const LinearLayer& layer, int) {
   const auto* q = dynamic_cast<const quant::Linear*>(&layer);
   if (q == nullptr) return false;
   io::put_quantized(map, prefix, q->quantized());
-  map.metadata[prefix + ".activations"] =
-      q->options().activations == quant::ActivationPath::int8 ? "int8" : "fp32";
+  put_activation_path(map, prefix, q->options().activations);
   return true;
 }
 
 inline LoadedLayer get_quantized_layer(const LayerSlot& s) {
-  const std::string& path = io::detail::metadata_field(s.map, s.prefix + ".activations");
-  require<FormatError>(path == "int8" || path == "fp32", "metadata '", s.prefix,
-                       ".activations' is '", path, "'; expected int8 or fp32");
+  const quant::LinearOptions options = linear_options(s);
   // The stored codes are rows x packed(cols): check their shape before anything is allocated.
   const io::Tensor& codes = s.map.at(s.prefix + ".qweight");
   require<FormatError>(codes.shape.size() == 2 && codes.shape[0] == s.out_features, "tensor '",
@@ -279,9 +294,6 @@ inline LoadedLayer get_quantized_layer(const LayerSlot& s) {
                        "; expected ", s.out_features, " rows");
   require_metadata_integer(s.map, s.prefix + ".in_features", s.in_features);
   quant::QuantizedMatrix q = io::get_quantized(s.map, s.prefix);
-  quant::LinearOptions options;
-  options.activations = path == "int8" ? quant::ActivationPath::int8 : quant::ActivationPath::fp32;
-  options.threads = s.options.threads;
   LoadedLayer out;
   out.effective_weight = q.dequantize();
   out.layer = std::make_shared<quant::Linear>(q, options);
@@ -581,24 +593,18 @@ inline bool put_quantized_lowrank_layer(io::TensorMap& map, const std::string& p
   if (q == nullptr) return false;
   io::put_quantized(map, prefix + ".U", q->u_layer().quantized());
   io::put_quantized(map, prefix + ".V", q->v_layer().quantized());
-  map.metadata[prefix + ".activations"] =
-      q->options().activations == quant::ActivationPath::int8 ? "int8" : "fp32";
+  put_activation_path(map, prefix, q->options().activations);
   return true;
 }
 
 inline LoadedLayer get_quantized_lowrank_layer(const LayerSlot& s) {
-  const std::string& path = io::detail::metadata_field(s.map, s.prefix + ".activations");
-  require<FormatError>(path == "int8" || path == "fp32", "metadata '", s.prefix,
-                       ".activations' is '", path, "'; expected int8 or fp32");
+  const quant::LinearOptions options = linear_options(s);
   lowrank::QuantizedFactors f{io::get_quantized(s.map, s.prefix + ".U"),
                               io::get_quantized(s.map, s.prefix + ".V")};
   require<FormatError>(
       f.U.rows() == s.out_features && f.V.cols() == s.in_features && f.U.cols() == f.V.rows(),
       "layer '", s.prefix, "': factors are ", f.U.rows(), " x ", f.U.cols(), " and ", f.V.rows(),
       " x ", f.V.cols(), "; expected ", s.out_features, " x r and r x ", s.in_features);
-  quant::LinearOptions options;
-  options.activations = path == "int8" ? quant::ActivationPath::int8 : quant::ActivationPath::fp32;
-  options.threads = s.options.threads;
   LoadedLayer out;
   out.effective_weight = f.dequantize().reconstruct();
   try {
