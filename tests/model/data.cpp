@@ -44,7 +44,9 @@ TEST(Corpus, SplitFortunesSeparatesOnPercentLines) {
 class CraftedCorpus : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "model_test_corpus";
+    // One folder per test: ctest runs the tests of this suite in parallel processes.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "model_test_corpus" / info->name();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     write("b", "b", 20);

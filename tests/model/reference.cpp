@@ -193,7 +193,9 @@ TEST(Train, RejectsBadOptions) {
 class ModelCache : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "model_test_cache";
+    // One folder per test: ctest runs the tests of this suite in parallel processes.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::path(SLIM_TEST_BINARY_DIR) / "model_test_cache" / info->name();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     path_ = (dir_ / "m.slimref").string();
