@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <variant>
 #include <vector>
@@ -186,7 +188,42 @@ TEST(NmMatrix, RoundTripsWithTwoBitIndicesAndPadsShortGroups) {
   const NmMatrix nm48 = NmMatrix::from_mask(w, mask48, 4, 8);
   EXPECT_EQ(nm48.index_bits(), 3);
   EXPECT_EQ(nm48.to_dense(), mask48.apply(w));
-  EXPECT_EQ(nm48.bytes(), 9u * (48 * 4 + 5 * 4));  // 48 codes at 10 per word
+  EXPECT_EQ(nm48.bytes(), 9u * 48 * 4 + 44 * 4);  // 9 x 48 codes at 10 per word: 44 words
+}
+
+TEST(NmMatrix, TilesRowsInBlocksOfEightAndValuesInChunksOf32) {
+  // 19 rows = two blocks of 8 and one of 3; 200 inputs = 100 values per row = 3 chunks of 32 and
+  // one of 4.
+  const Matrix w = slim::random::gaussian(19, 200, 42);
+  const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(2, 4)});
+  const NmMatrix nm = NmMatrix::from_mask(w, mask, 2, 4);
+  ASSERT_EQ(nm.values_per_row(), 100);
+  // Row-major values and 2-bit positions built from the mask directly.
+  std::vector<float> values;
+  std::vector<std::uint32_t> words(19 * 7, 0u);  // 100 codes per row at 16 per word
+  for (Index r = 0; r < 19; ++r) {
+    Index k = 0;
+    for (Index c = 0; c < 200; ++c) {
+      if (!mask.kept(r, c)) continue;
+      values.push_back(w(r, c));
+      words[std::size_t(r * 7 + k / 16)] |= std::uint32_t(c % 4) << (2 * (k % 16));
+      EXPECT_EQ(nm.value(r, k), w(r, c));
+      EXPECT_EQ(nm.code(r, k), c % 4);
+      ++k;
+    }
+    ASSERT_EQ(k, 100);
+  }
+  EXPECT_EQ(nm.row_major_values(), values);
+  EXPECT_EQ(nm.row_major_codes(), words);
+  // The documented index: b * 8 * 100 + q * 32 * rows_in_block + i * chunk_length + k - 32 q.
+  EXPECT_EQ(nm.index_of(9, 33), 800 + 32 * 8 + 32 + 1);
+  EXPECT_EQ(nm.index_of(17, 97), 1600 + 3 * 32 * 3 + 4 + 1);
+  EXPECT_EQ(nm.values()[nm.index_of(17, 97)], nm.value(17, 97));
+  std::vector<int> hits(19 * 100, 0);
+  for (Index r = 0; r < 19; ++r)
+    for (Index k = 0; k < 100; ++k) ++hits[std::size_t(nm.index_of(r, k))];
+  EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), 19 * 100);
+  EXPECT_EQ(nm.bytes(), 19u * 100 * 4 + (19 * 100 / 16 + 1) * 4);  // 1900 codes: 119 words
 }
 
 TEST(SparseKernels, CsrGemvAndGemmEqualDenseMaskedProduct) {
@@ -218,18 +255,20 @@ TEST(SparseKernels, CsrGemvAndGemmEqualDenseMaskedProduct) {
 
 TEST(SparseKernels, NmGemvAndGemmEqualDenseMaskedProduct) {
   struct Case {
-    Index n, m, cols;
+    Index n, m, rows, cols;
   };
-  // 2:4 widths that exercise the 64-input vector loop and its scalar tail.
-  for (const Case& c : {Case{2, 4, 256}, Case{2, 4, 100}, Case{4, 8, 96}, Case{1, 4, 64}}) {
-    const Matrix w = slim::random::student_t(33, c.cols, 4, 44);
+  // 2:4 widths that exercise the 64-input vector loop and its scalar tail; row counts that fill
+  // the 8-row blocks of the AVX-512 path, leave a remainder, or have no full block.
+  for (const Case& c : {Case{2, 4, 33, 256}, Case{2, 4, 33, 100}, Case{2, 4, 7, 192},
+                        Case{2, 4, 80, 64}, Case{4, 8, 33, 96}, Case{1, 4, 33, 64}}) {
+    const Matrix w = slim::random::student_t(c.rows, c.cols, 4, 44);
     const Matrix x = slim::random::gaussian(5, c.cols, 45);
     const Mask mask = slim::prune::magnitude_mask(w, {.pattern = Pattern::n_m(c.n, c.m)});
     const Matrix masked = mask.apply(w);
     const NmMatrix nm = NmMatrix::from_mask(w, mask, c.n, c.m);
     for (int threads : {1, 2}) {
-      Matrix y_fast(5, 33);
-      Matrix y_ref(5, 33);
+      Matrix y_fast(5, c.rows);
+      Matrix y_ref(5, c.rows);
       for (Index t = 0; t < 5; ++t) {
         const Vector xt = x.row(t).transpose();
         Vector y;

@@ -13,8 +13,8 @@
 //                 U8 [nnz, 2 or 4] (little-endian 16- or 32-bit, as CsrMatrix holds them),
 //                 P.row_offsets U8 [rows + 1, 4]; metadata P.in_features
 //   nm            prune::SparseLinear over NmMatrix: P.values F32 [rows, cols / m * n], P.codes
-//                 U8 [rows, 4 * words_per_row] (NmMatrix's packed 32-bit words); metadata P.n,
-//                 P.m, P.in_features
+//                 U8 [rows, 4 * words_per_row] (NmMatrix::row_major_codes' 32-bit words); metadata
+//                 P.n, P.m, P.in_features
 //   lowrank       lowrank::Linear: P.U F32 [out, r], P.V F32 [r, in]; metadata
 //                 P.sparse_residual ("true"/"false"); a residual is P.residual.values F32 [nnz],
 //                 P.residual.col_indices U8 [nnz, 4], P.residual.row_offsets U8 [out + 1, 4]
@@ -404,10 +404,12 @@ inline bool put_nm_layer(io::TensorMap& map, const std::string& prefix, const Li
   map.metadata[prefix + ".n"] = std::to_string(nm->n());
   map.metadata[prefix + ".m"] = std::to_string(nm->m());
   map.metadata[prefix + ".in_features"] = std::to_string(nm->cols());
-  put_f32(map, prefix + ".values", nm->row_values(0), {nm->rows(), nm->values_per_row()});
+  const std::vector<float> values = nm->row_major_values();
+  put_f32(map, prefix + ".values", values.data(), {nm->rows(), nm->values_per_row()});
+  const std::vector<std::uint32_t> words = nm->row_major_codes();
   const std::size_t row_bytes = sizeof(std::uint32_t) * std::size_t(nm->words_per_row());
   std::vector<std::uint8_t> codes(row_bytes * std::size_t(nm->rows()));
-  if (!codes.empty()) std::memcpy(codes.data(), nm->row_codes(0), codes.size());
+  if (!codes.empty()) std::memcpy(codes.data(), words.data(), codes.size());
   map.put_bytes(prefix + ".codes", io::DType::U8,
                 {nm->rows(), static_cast<std::int64_t>(row_bytes)}, std::move(codes));
   return true;
@@ -449,12 +451,10 @@ inline LoadedLayer get_nm_layer(const LayerSlot& s) {
   prune::NmMatrix nm = prune::NmMatrix::from_mask(w, mask, n, m);
   // The stored words must be exactly what NmMatrix builds (increasing positions, zero padding),
   // or the rebuilt layer would not be the stored one.
-  require<FormatError>(
-      nm.words_per_row() == words_per_row &&
-          std::memcmp(nm.row_codes(0), words.data(), words.size() * sizeof(std::uint32_t)) == 0,
-      "tensor '", s.prefix,
-      ".codes' is not canonical N:M storage (positions must strictly increase "
-      "within each group and unused bits be zero)");
+  require<FormatError>(nm.words_per_row() == words_per_row && nm.row_major_codes() == words,
+                       "tensor '", s.prefix,
+                       ".codes' is not canonical N:M storage (positions must strictly increase "
+                       "within each group and unused bits be zero)");
   LoadedLayer out;
   out.effective_weight = nm.to_dense();
   out.layer = std::make_shared<prune::SparseLinear>(
