@@ -444,7 +444,8 @@ int run_compare(const std::map<std::string, std::string>& a) {
   std::size_t done = 0;
   options.progress = [&](const std::string& name) {
     std::fprintf(
-        stderr, "\r[%zu/%zu] %-28s %s elapsed ", ++done, methods.size(), name.c_str(),
+        stderr, "\r[%zu/%zu] %-28s %s elapsed ", ++done, methods.size() + model_methods.size(),
+        name.c_str(),
         format_seconds(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
             .c_str());
