@@ -98,6 +98,37 @@ TEST(Transformer, GradientIsDeterministicAndIndependentOfBatchSplit) {
   EXPECT_NEAR(la, model.loss(in, tg), 1e-5);
 }
 
+TEST(Transformer, GradientIsBitwiseTheSameForEveryThreadCount) {
+  // 11 sequences: 8 shards of 1 or 2 sequences, which 1, 2 or 3 threads share unevenly. The wide
+  // model's products are large enough that Eigen would split them over threads itself, with a
+  // depth blocking that depends on how many threads it uses (w2 has 512 inputs).
+  Config wide{.dim = 32,
+              .hidden_dim = 512,
+              .n_layers = 1,
+              .n_heads = 2,
+              .n_kv_heads = 2,
+              .vocab_size = 258,
+              .seq_len = 64,
+              .shared_classifier = true};
+  for (const Config& c : {tiny_config(false), wide}) {
+    Transformer model(lively_weights(c, 11));
+    const TokenBatch in = random_tokens(11, c.seq_len, c.vocab_size, 12);
+    const TokenBatch tg = random_tokens(11, c.seq_len, c.vocab_size, 13);
+    Weights one = Weights::zeros(c);
+    const double loss_one = model.loss_and_gradient(in, tg, one, 1);
+    std::vector<Matrix> expected;
+    one.for_each_parameter([&](const std::string&, const auto& p) { expected.push_back(p); });
+    for (int threads : {2, 3}) {
+      Weights g = Weights::zeros(c);
+      EXPECT_EQ(model.loss_and_gradient(in, tg, g, threads), loss_one) << threads << " threads";
+      std::size_t i = 0;
+      g.for_each_parameter([&](const std::string& name, const auto& p) {
+        EXPECT_EQ(Matrix(p), expected[i++]) << name << ", " << threads << " threads, dim " << c.dim;
+      });
+    }
+  }
+}
+
 TEST(Transformer, PerSampleGradientsAverageToTheBatchGradient) {
   const Config c = tiny_config(false);
   Transformer model(lively_weights(c, 8));

@@ -81,7 +81,7 @@ inline std::string recipe_tag(const Recipe& r, const Corpus& corpus) {
   const TrainOptions& t = r.train;
   std::ostringstream s;
   s.precision(17);
-  s << "slimref v1 " << r.name << " dim " << c.dim << " hidden " << c.hidden_dim << " layers "
+  s << "slimref v2 " << r.name << " dim " << c.dim << " hidden " << c.hidden_dim << " layers "
     << c.n_layers << " heads " << c.n_heads << " kv " << c.n_kv_heads << " vocab " << c.vocab_size
     << " seq " << c.seq_len << " shared " << c.shared_classifier << " init " << r.init_seed
     << " steps " << t.steps << " batch " << t.batch_size << " tokens " << t.tokens << " lr "

@@ -165,9 +165,9 @@ TrainResult optimize(Transformer& model, const std::vector<std::int32_t>& stream
 
 }  // namespace detail
 
-// Trains `model` in place on random windows of `stream`. Deterministic for a given seed and thread
-// count. Throws ArgumentError for non-positive steps / batch / learning rate, or when a layer of
-// the model is replaced.
+// Trains `model` in place on random windows of `stream`. Deterministic for a given seed, whatever
+// the thread count (see Transformer::loss_and_gradient). Throws ArgumentError for non-positive
+// steps / batch / learning rate, or when a layer of the model is replaced.
 inline TrainResult train(Transformer& model, const std::vector<std::int32_t>& stream,
                          const TrainOptions& options) {
   return detail::optimize(

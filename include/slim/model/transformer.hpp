@@ -91,6 +91,9 @@ inline float silu(float a) { return a / (1.0f + std::exp(-a)); }
 
 class Transformer {
  public:
+  // Shards of a batch whose gradients are summed separately (see loss_and_gradient).
+  static constexpr Index kGradientShards = 8;
+
   explicit Transformer(Weights weights) : w_(std::move(weights)) {
     w_.validate();
     const Config& c = w_.config;
@@ -251,8 +254,9 @@ class Transformer {
 
   // Mean next-token cross-entropy (nats) and its gradient with respect to every parameter, added
   // into `gradient` (shaped like weights(); Weights::zeros(config()) to start). Sequences are
-  // split evenly over OpenMP threads (static partition, per-thread sums reduced in thread order),
-  // so the result is deterministic for a given thread count (`threads`, 0 = OpenMP's default).
+  // cut into min(batch, kGradientShards) fixed shards, OpenMP threads (`threads`, 0 = OpenMP's
+  // default) take whole shards and the shard sums are added in shard order, so the result is
+  // bitwise the same for every thread count: a model trained on 1 core and on 16 is one model.
   // Dense layers only: throws ArgumentError if a layer is replaced.
   double loss_and_gradient(const TokenBatch& inputs, const TokenBatch& targets, Weights& gradient,
                            int threads = 0) const {
@@ -289,33 +293,39 @@ class Transformer {
 #else
     threads = 1;
 #endif
-    threads = static_cast<int>(std::min<Index>(threads, batch));
-    std::vector<Weights> partial(static_cast<std::size_t>(threads));
-    std::vector<double> losses(static_cast<std::size_t>(threads), 0.0);
+    const Index shards = std::min<Index>(batch, kGradientShards);
+    threads = static_cast<int>(std::min<Index>(threads, shards));
+    std::vector<Weights> partial(static_cast<std::size_t>(shards));
+    std::vector<double> losses(static_cast<std::size_t>(shards), 0.0);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
-      int t = 0;
 #ifdef _OPENMP
-      t = omp_get_thread_num();
+      // Each shard's products run on the thread that owns the shard. (With one thread Eigen
+      // would split them itself, and its depth blocking depends on how many threads it uses, so
+      // the sums would differ in the last bits.) Sets only this region's own ICV.
+      omp_set_num_threads(1);
+#pragma omp for schedule(static)
 #endif
-      const Index begin = batch * t / threads, end = batch * (t + 1) / threads;
-      Weights& g = partial[static_cast<std::size_t>(t)];
-      g = Weights::zeros(config());
-      double sum = 0.0;
-      for (Index b = begin; b < end; ++b) {
-        const TokenBatch in = inputs.row(b);
-        detail::ForwardCache cache;
-        const Matrix logits = run(in, cache, false);
-        Matrix dlogits = Matrix::Zero(logits.rows(), logits.cols());
-        sum += loss(b, logits, dlogits);
-        backward(in, cache, dlogits, g);
+      for (Index t = 0; t < shards; ++t) {
+        const Index begin = batch * t / shards, end = batch * (t + 1) / shards;
+        Weights& g = partial[static_cast<std::size_t>(t)];
+        g = Weights::zeros(config());
+        double sum = 0.0;
+        for (Index b = begin; b < end; ++b) {
+          const TokenBatch in = inputs.row(b);
+          detail::ForwardCache cache;
+          const Matrix logits = run(in, cache, false);
+          Matrix dlogits = Matrix::Zero(logits.rows(), logits.cols());
+          sum += loss(b, logits, dlogits);
+          backward(in, cache, dlogits, g);
+        }
+        losses[static_cast<std::size_t>(t)] = sum;
       }
-      losses[static_cast<std::size_t>(t)] = sum;
     }
     double total = 0.0;
-    for (int t = 0; t < threads; ++t) {
+    for (Index t = 0; t < shards; ++t) {
       total += losses[static_cast<std::size_t>(t)];
       add_into(gradient, partial[static_cast<std::size_t>(t)]);
     }
